@@ -1,0 +1,31 @@
+# Every target creates the project's own environment (.venv) first when it is missing.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+DESTINATION ?= duckdb
+export DESTINATION
+
+.PHONY: demo test nightly simulators clean
+
+$(STAMP): requirements.lock
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m pipelines demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+nightly: $(STAMP)
+	$(PY) -m pipelines nightly --destination $(DESTINATION) $(if $(PROVIDERS),--providers $(PROVIDERS))
+
+simulators: $(STAMP)
+	$(PY) -m simulators
+
+clean:
+	rm -rf data/demo .pytest_cache

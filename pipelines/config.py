@@ -1,0 +1,174 @@
+"""What is configured, checked before anything runs.
+
+Values come from dlt's own places (env vars, then `.dlt/secrets.toml` and `.dlt/config.toml`).
+Every mistake becomes a `ConfigError`: one line naming the setting and the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
+
+import dlt
+
+from sources import windows
+
+PROVIDERS: Tuple[str, ...] = ("neon", "adverity", "rafay", "bronto")
+DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres")
+DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+DEFAULT_LOOKBACK_DAYS = 2
+
+# exit codes, documented in the README
+EXIT_OK = 0
+EXIT_FAILED = 1  # a provider, a model or a check failed; the others ran
+EXIT_CONFIG = 2  # bad input or configuration: nothing ran
+EXIT_LOCKED = 3  # another run holds the warehouse
+
+
+class ConfigError(Exception):
+    """A configuration or input mistake; `str()` is one line naming the setting and the fix."""
+
+
+def env_name(provider: str, key: str) -> str:
+    return f"SOURCES__{provider.upper()}__{key.upper()}"
+
+
+def settings_module(provider: str):
+    return importlib.import_module(f"sources.{provider}.settings")
+
+
+def source_function(provider: str):
+    return getattr(importlib.import_module(f"sources.{provider}"), f"{provider}_source")
+
+
+def _lookup(provider: str, key: str) -> Optional[str]:
+    """A provider setting from env or the toml files; secrets and config alike."""
+    for accessor in (dlt.secrets, dlt.config):
+        value = accessor.get(f"sources.{provider}.{key}")
+        if value is not None:
+            return str(value)
+    return None
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    start_date: Optional[dt.date]
+    lookback_days: int
+
+
+def missing_settings(provider: str) -> List[str]:
+    """Env var names of the required settings that are absent or empty."""
+    required = getattr(settings_module(provider), "REQUIRED_SETTINGS", ("api_key",))
+    return [env_name(provider, key) for key in required if not (_lookup(provider, key) or "").strip()]
+
+
+def is_configured(provider: str) -> bool:
+    """Configured means its API key is present (CONTRACT: credentials decide)."""
+    return _lookup(provider, "api_key") is not None
+
+
+def parse_providers(text: Optional[str]) -> List[str]:
+    """`a,b` or `all`/empty -> provider names, refusing unknown ones."""
+    if not text or text.strip() == "all":
+        return list(PROVIDERS)
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PROVIDERS]
+    if unknown:
+        raise ConfigError(f"unknown provider {unknown[0]!r}; choose from {', '.join(PROVIDERS)} or all")
+    return list(dict.fromkeys(names))
+
+
+def check_provider(provider: str, now: Optional[dt.datetime] = None) -> ProviderConfig:
+    """Validate one provider's settings; raise ConfigError naming the first problem."""
+    missing = missing_settings(provider)
+    if missing:
+        raise ConfigError(f"{provider}: {missing[0]} is missing or empty; set it in the environment or .dlt/secrets.toml")
+    base_url = _lookup(provider, "base_url")
+    if base_url is not None:
+        parts = urlsplit(base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"{provider}: {env_name(provider, 'base_url')}={base_url!r} is not a URL; use e.g. https://host.example.com"
+            )
+    start_text = _lookup(provider, "start_date")
+    start_date = None
+    if start_text:
+        try:
+            start_date = windows.parse_day(start_text, env_name(provider, "start_date"))
+        except windows.WindowError as exc:
+            raise ConfigError(str(exc)) from None
+        if start_date > windows.last_complete_day(now):
+            raise ConfigError(
+                f"{provider}: {env_name(provider, 'start_date')}={start_text} is not a complete day yet; "
+                f"use {windows.last_complete_day(now).isoformat()} or earlier"
+            )
+    lookback_text = _lookup(provider, "lookback_days")
+    lookback = DEFAULT_LOOKBACK_DAYS
+    if lookback_text is not None:
+        if not lookback_text.strip().isdigit():
+            raise ConfigError(f"{provider}: {env_name(provider, 'lookback_days')}={lookback_text!r} must be a whole number of days")
+        lookback = int(lookback_text)
+    return ProviderConfig(provider, start_date, lookback)
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    location: str  # duckdb file path, or the postgres URL without its password
+
+    def dlt_destination(self):
+        if self.name == "duckdb":
+            return dlt.destinations.duckdb(credentials=self.location)
+        return dlt.destinations.postgres()
+
+    @property
+    def loader_file_format(self) -> str:
+        # Arrow tables land as parquet in DuckDB, and through COPY (csv) in Postgres: never
+        # dlt's row-by-row insert statements.
+        return "parquet" if self.name == "duckdb" else "csv"
+
+
+def destination(name: Optional[str] = None) -> Destination:
+    name = (name or os.environ.get("DESTINATION") or "duckdb").strip().lower()
+    if name not in DESTINATIONS:
+        raise ConfigError(f"unknown destination {name!r}; use --destination duckdb or --destination postgres")
+    if name == "duckdb":
+        path = dlt.config.get("destination.duckdb.credentials") or dlt.secrets.get("destination.duckdb.credentials")
+        path = str(path or DEFAULT_DUCKDB_PATH)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return Destination("duckdb", path)
+    url = dlt.secrets.get("destination.postgres.credentials") or dlt.config.get("destination.postgres.credentials")
+    if not url:
+        raise ConfigError(
+            "DESTINATION__POSTGRES__CREDENTIALS is missing; set it to postgresql://user:pass@host:port/db"
+        )
+    return Destination("postgres", _without_password(str(url)))
+
+
+def postgres_url() -> str:
+    return str(dlt.secrets.get("destination.postgres.credentials") or dlt.config.get("destination.postgres.credentials"))
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def configured_providers(requested: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
+    """(providers to run, {skipped provider: the missing key}) for a request of names."""
+    run, skipped = [], {}
+    for provider in requested:
+        if is_configured(provider):
+            run.append(provider)
+        else:
+            skipped[provider] = env_name(provider, "api_key")
+    return run, skipped

@@ -1,0 +1,256 @@
+"""What every simulator shares: the HTTP server, the request log, auth, latency, faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+UTC = dt.timezone.utc
+
+
+@dataclass
+class Request:
+    """One request as the server received it (the auth header's value is not kept)."""
+
+    method: str
+    path: str
+    query: Dict[str, List[str]]
+    authorized: bool = True
+
+    def one(self, name: str) -> Optional[str]:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None
+    headers: Dict[str, str] = field(default_factory=dict)
+    raw: Optional[bytes] = None  # sent as is, for malformed bodies
+
+
+@dataclass
+class Fault:
+    """A misbehaviour to serve instead of the real answer, `times` times, for matching paths.
+
+    kind: "status" (status/body/headers as given), "drop" (close the connection without an
+    answer), "slow" (sleep `delay_s` then answer normally), "raw" (status 200 with `raw` bytes).
+    """
+
+    kind: str = "status"
+    status: int = 500
+    body: Any = None
+    headers: Dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
+    delay_s: float = 0.0
+    times: int = 1
+    path_contains: str = ""
+    served: int = 0
+
+
+class Simulator:
+    """Base class: subclasses set `provider`, implement `authorized()` and register routes."""
+
+    provider = "base"
+    base_path = ""  # path prefix of the vendor's base URL, e.g. "/api/v2"
+
+    def __init__(self, api_key: str, seed: int = 0, latency_ms: float = 0.0, port: int = 0,
+                 clock: Optional[Callable[[], dt.datetime]] = None):
+        self.api_key = api_key
+        self.seed = seed
+        self.latency_s = latency_ms / 1000.0
+        self.port = port
+        self.clock = clock or (lambda: dt.datetime.now(UTC))
+        self.requests: List[Request] = []
+        self.faults: List[Fault] = []
+        self.lock = threading.Lock()
+        self.routes: Dict[str, Callable[[Request], Response]] = {}
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # -- to implement ------------------------------------------------------------------------
+    def authorized(self, headers: Dict[str, str]) -> Optional[Response]:
+        """None when the request carries the right key, else the vendor's error response."""
+        raise NotImplementedError
+
+    def truth(self, first: dt.date, last: dt.date) -> List[Dict[str, Any]]:
+        """Exact expected daily figures, one dict per usage_date × account_id × resource_type ×
+        resource_id × metric, with `quantity`, for the inclusive day range."""
+        raise NotImplementedError
+
+    def source_env(self) -> Dict[str, str]:
+        """The dlt settings (env vars) that point this provider's source at this simulator.
+        Subclasses add what their API needs (e.g. an org id) by extending the dict."""
+        prefix = f"SOURCES__{self.provider.upper()}__"
+        return {prefix + "API_KEY": self.api_key, prefix + "BASE_URL": self.base_url + self.base_path}
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+    def now(self) -> dt.datetime:
+        return self.clock()
+
+    def today(self) -> dt.date:
+        return self.now().date()
+
+    def rand(self, *parts: Any) -> int:
+        """A deterministic 64-bit number from the seed and the given parts."""
+        digest = hashlib.blake2b(repr((self.seed, self.provider) + parts).encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big")
+
+    def inject(self, fault: Fault) -> Fault:
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def requests_to(self, path_contains: str = "") -> List[Request]:
+        with self.lock:
+            return [r for r in self.requests if path_contains in r.path]
+
+    def reset_log(self) -> None:
+        with self.lock:
+            self.requests.clear()
+
+    # -- server ------------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "simulator not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> "Simulator":
+        simulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                simulator._handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.provider}-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "Simulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _take_fault(self, path: str) -> Optional[Fault]:
+        with self.lock:
+            for fault in self.faults:
+                if fault.served < fault.times and fault.path_contains in path:
+                    fault.served += 1
+                    return fault
+        return None
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        url = urlsplit(handler.path)
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        denied = self.authorized(headers)
+        request = Request("GET", url.path, parse_qs(url.query, keep_blank_values=True), denied is None)
+        with self.lock:
+            self.requests.append(request)
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        fault = self._take_fault(url.path)
+        if fault is not None and fault.kind == "drop":
+            handler.close_connection = True
+            try:
+                handler.connection.shutdown(2)
+            except OSError:
+                pass
+            return
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay_s)
+            fault = None
+        if denied is not None:
+            response = denied
+        elif fault is not None and fault.kind == "raw":
+            response = Response(200, raw=fault.raw, headers={"Content-Type": "application/json", **fault.headers})
+        elif fault is not None:
+            response = Response(fault.status, fault.body, dict(fault.headers))
+        else:
+            route = self.routes.get(url.path.rstrip("/") or "/")
+            if route is None:
+                response = Response(404, {"message": f"no route {url.path}"})
+            else:
+                try:
+                    response = route(request)
+                except Exception as exc:  # a simulator bug must show up as a 500, not a hang
+                    response = Response(500, {"message": f"simulator error: {exc!r}"})
+        self._send(handler, response)
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, response: Response) -> None:
+        if response.raw is not None:
+            payload = response.raw
+        else:
+            payload = json.dumps(response.body, separators=(",", ":")).encode()
+        handler.send_response(response.status)
+        headers = {"Content-Type": "application/json", **response.headers}
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+
+class TokenBucket:
+    """Server-side rate limit: `rate` per `per` seconds, bursts up to `burst`."""
+
+    def __init__(self, rate: float, per: float, burst: Optional[float] = None):
+        self.capacity = float(burst if burst is not None else rate)
+        self.refill_per_s = rate / per
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> Tuple[bool, float]:
+        """(allowed, seconds until the next token)."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill_per_s)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True, 0.0
+            return False, (1 - self.tokens) / self.refill_per_s
+
+    def remaining(self) -> int:
+        with self.lock:
+            return int(self.tokens)
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def iso_z(instant: dt.datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """RFC 3339 (with Z or offset) to an aware UTC datetime; ValueError when malformed."""
+    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return value.astimezone(UTC)
+

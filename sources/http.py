@@ -1,0 +1,243 @@
+"""API clients shared by the sources: bounded retries, client-side rate limits, clear errors.
+
+Every request has a timeout; 429, 5xx, dropped connections and timeouts are retried with
+exponential backoff (honouring `Retry-After`, or `RateLimit-Reset` where a vendor sends that
+instead); 401/403 are never retried. Failures surface as `ProviderError`, one line that names
+the provider, the endpoint, the window and the fix, and never the key.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from typing import Any, Dict, Iterator, Optional, Sequence
+
+import requests
+from dlt.sources.helpers.requests.retry import (
+    DEFAULT_RETRY_EXCEPTIONS,
+    DEFAULT_RETRY_STATUS,
+    retry_if_status,
+    wait_exponential_retry_after,
+)
+from dlt.sources.helpers.requests.session import Session
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_any, retry_if_exception_type, stop_after_attempt
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+
+REQUEST_TIMEOUT_S = 30.0
+MAX_ATTEMPTS = 5
+BACKOFF_FACTOR = 0.5
+MAX_RETRY_DELAY_S = 60.0
+
+
+REQUESTS_SENT: Counter = Counter()
+"""Requests answered per provider in this process (retries included): run summaries read it."""
+_COUNT_LOCK = threading.Lock()
+
+
+class ProviderError(Exception):
+    """A provider call that failed for good. `str()` is one line, safe to print."""
+
+    def __init__(self, provider: str, message: str, endpoint: str = "", window: object = None):
+        self.provider = provider
+        self.endpoint = endpoint
+        self.window = window
+        where = " ".join(part for part in (endpoint, f"window {window}" if window else "") if part)
+        super().__init__(f"{provider}: {message}" + (f" [{where}]" if where else ""))
+
+
+class wait_retry_headers(wait_exponential_retry_after):
+    """Exponential backoff that also understands `RateLimit-Reset` (seconds until reset)."""
+
+    def _get_retry_after(self, retry_state):  # type: ignore[no-untyped-def]
+        waited = super()._get_retry_after(retry_state)
+        if waited is not None:
+            return waited
+        outcome = retry_state.outcome
+        response = outcome.result() if outcome is not None and not outcome.failed else None
+        reset = response.headers.get("RateLimit-Reset") if response is not None else None
+        if reset and reset.strip().isdigit():
+            return max(self.min, min(self.max, float(reset)))
+        return None
+
+
+def _session(timeout: float, max_attempts: int) -> requests.Session:
+    """A dlt requests session whose `send` retries with our wait (dlt's, plus RateLimit-Reset)."""
+    session = Session(timeout=timeout, raise_for_status=False)
+    session.mount("http://", HTTPAdapter(pool_maxsize=16))
+    session.mount("https://", HTTPAdapter(pool_maxsize=16))
+    retrying = Retrying(
+        wait=wait_retry_headers(multiplier=BACKOFF_FACTOR, max=MAX_RETRY_DELAY_S),
+        retry=retry_any(
+            retry_if_status(DEFAULT_RETRY_STATUS),
+            retry_if_exception_type(DEFAULT_RETRY_EXCEPTIONS),
+        ),
+        stop=stop_after_attempt(max_attempts),
+        reraise=True,
+        retry_error_callback=lambda state: state.outcome.result(),
+    )
+    session.send = retrying.wraps(session.send)  # type: ignore[method-assign]
+    return session
+
+
+class RateLimiter:
+    """A token bucket shared by all threads of one client: `rate` requests per `per` seconds,
+    bursts up to `burst`. Keeps us under a vendor's documented limit instead of meeting 429s."""
+
+    def __init__(self, rate: int, per: float, burst: Optional[int] = None):
+        self.capacity = float(burst or rate)
+        self.refill_per_s = rate / per
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill_per_s)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.refill_per_s
+            time.sleep(wait)
+
+
+class ProviderClient:
+    """A dlt `RESTClient` for one provider, with its auth headers, limits and error wording.
+
+    `key_setting` names the configuration key to fix when the API rejects the key, e.g.
+    `SOURCES__NEON__API_KEY`.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        headers: Dict[str, str],
+        key_setting: str,
+        rate_limiter: Optional[RateLimiter] = None,
+        timeout: float = REQUEST_TIMEOUT_S,
+        max_attempts: int = MAX_ATTEMPTS,
+    ):
+        self.provider = provider
+        self.key_setting = key_setting
+        self.rate_limiter = rate_limiter
+        self.base_url = base_url.rstrip("/")
+        self.rest = RESTClient(base_url=self.base_url, headers=headers, session=_session(timeout, max_attempts))
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        with _COUNT_LOCK:
+            REQUESTS_SENT[self.provider] += 1
+
+    def paginate(
+        self,
+        path: str,
+        params: Dict[str, Any],
+        paginator: BasePaginator,
+        data_selector: str,
+        window: object = None,
+    ) -> Iterator[Any]:
+        """Yield each page (`PageData`, a list with `.response`) of one window, or raise ProviderError."""
+        if self.rate_limiter is not None:
+            # the limiter is asked before every page, including the first
+            paginator = _RateLimitedPaginator(paginator, self.rate_limiter)
+            self.rate_limiter.acquire()
+        try:
+            yield from self.rest.paginate(
+                path,
+                params=params,
+                paginator=paginator,
+                data_selector=data_selector,
+                hooks={"response": [self._count, _raise_for_status]},
+            )
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
+            raise self.error(exc, path, window) from None
+
+    def get_json(self, path: str, params: Dict[str, Any], window: object = None) -> Any:
+        """One GET that returns the decoded body, or raises ProviderError."""
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        try:
+            response = self.rest.get(path, params=params, hooks={"response": [self._count]})
+            _raise_for_status(response)
+            return response.json()
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self.error(exc, path, window) from None
+
+    def error(self, exc: BaseException, endpoint: str, window: object = None) -> ProviderError:
+        """Turn any failure of a call into a one-line ProviderError that names the fix."""
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            message = (
+                f"the API rejected the credentials (HTTP {status}{_vendor_detail(exc.response)}); "
+                f"check {self.key_setting}"
+            )
+        elif status is not None:
+            message = f"HTTP {status}{_vendor_detail(exc.response)} after retries"
+        elif isinstance(exc, (json.JSONDecodeError, requests.exceptions.JSONDecodeError, ValueError)):
+            message = f"malformed response body (not JSON): {str(exc)[:80]}"
+        elif isinstance(exc, requests.exceptions.Timeout):
+            message = "the API did not answer in time after retries; try again later"
+        elif isinstance(exc, requests.exceptions.ConnectionError):
+            message = f"cannot reach {self.base_url} after retries; check the base URL and the network"
+        else:
+            message = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return ProviderError(self.provider, message, endpoint, window)
+
+
+def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    if response.status_code >= 400:
+        raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
+    content_type = response.headers.get("Content-Type", "")
+    if "json" not in content_type.lower():
+        raise ValueError(f"expected JSON, got {content_type or 'no content type'}")
+
+
+def _vendor_detail(response: Optional[requests.Response]) -> str:
+    """The vendor's own error message, when the body has one, shortened to one line."""
+    if response is None:
+        return ""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        for key in ("message", "details", "detail", "error"):
+            if isinstance(body.get(key), str):
+                return ": " + " ".join(body[key].split())[:160]
+    return ""
+
+
+class _RateLimitedPaginator(BasePaginator):
+    """Wraps a paginator so that every follow-up page waits for the rate limiter."""
+
+    def __init__(self, inner: BasePaginator, limiter: RateLimiter):
+        super().__init__()
+        self.inner = inner
+        self.limiter = limiter
+
+    def init_request(self, request):  # type: ignore[no-untyped-def]
+        self.inner.init_request(request)
+
+    def update_state(self, response, data=None):  # type: ignore[no-untyped-def]
+        self.inner.update_state(response, data)
+        self._has_next_page = self.inner.has_next_page
+
+    def update_request(self, request):  # type: ignore[no-untyped-def]
+        if self.inner.has_next_page:
+            self.limiter.acquire()
+        self.inner.update_request(request)
+
+
+def query_values(params: Dict[str, Any]) -> Dict[str, Sequence[str]]:
+    """Normalise params to lists, as they arrive at a server (handy in tests)."""
+    return {k: list(v) if isinstance(v, (list, tuple)) else [str(v)] for k, v in params.items()}

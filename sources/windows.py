@@ -1,0 +1,147 @@
+"""The one place that decides dates and windows.
+
+Every day is a UTC calendar day. User ranges are inclusive (`START..END`); request windows
+are lists of inclusive day ranges cut to what an API accepts. Sources ask this module,
+never `date.today()`, so a whole run agrees on what "today" is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import Iterator, List, Optional
+
+UTC = dt.timezone.utc
+ONE_DAY = dt.timedelta(days=1)
+
+
+class WindowError(ValueError):
+    """A day or range that cannot be served; the message names the setting and the fix."""
+
+
+def utc_now() -> dt.datetime:
+    """The current instant in UTC (overridable with `USAGE_NOW` for reproducible runs)."""
+    pinned = os.environ.get("USAGE_NOW")
+    if pinned:
+        return dt.datetime.fromisoformat(pinned.replace("Z", "+00:00")).astimezone(UTC)
+    return dt.datetime.now(UTC)
+
+
+def utc_today() -> dt.date:
+    return utc_now().date()
+
+
+def last_complete_day(now: Optional[dt.datetime] = None) -> dt.date:
+    """Yesterday in UTC: the newest day whose usage is complete."""
+    return (now or utc_now()).date() - ONE_DAY
+
+
+DEFAULT_HISTORY_DAYS = 7
+"""Days a first nightly run loads when no START_DATE is configured."""
+
+
+def default_start_date(now: Optional[dt.datetime] = None) -> dt.date:
+    """First day of a first run without START_DATE: the last week of complete days."""
+    return last_complete_day(now) - dt.timedelta(days=DEFAULT_HISTORY_DAYS - 1)
+
+
+def parse_day(value: object, setting: str = "date") -> dt.date:
+    """Parse `YYYY-MM-DD` (or accept a date) with an error that names the setting."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(UTC).date() if value.tzinfo else value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value).strip()
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise WindowError(f"{setting}={text!r} is not a valid day; use YYYY-MM-DD, e.g. 2026-01-31") from None
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    """The UTC instant a day starts."""
+    return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def rfc3339(instant: dt.datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def days(first: dt.date, last: dt.date) -> Iterator[dt.date]:
+    """Every day of the inclusive range."""
+    day = first
+    while day <= last:
+        yield day
+        day += ONE_DAY
+
+
+@dataclass(frozen=True)
+class Window:
+    """An inclusive range of UTC days, the unit a source requests at once."""
+
+    first: dt.date
+    last: dt.date
+
+    @property
+    def start(self) -> dt.datetime:
+        return midnight(self.first)
+
+    @property
+    def end(self) -> dt.datetime:
+        """Exclusive end instant: midnight after the last day."""
+        return midnight(self.last + ONE_DAY)
+
+    @property
+    def n_days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    def __str__(self) -> str:
+        return f"{self.first.isoformat()}..{self.last.isoformat()}"
+
+
+def split(first: dt.date, last: dt.date, max_days: int) -> List[Window]:
+    """Cut an inclusive range into consecutive windows of at most `max_days`."""
+    windows = []
+    while first <= last:
+        window_last = min(last, first + dt.timedelta(days=max_days - 1))
+        windows.append(Window(first, window_last))
+        first = window_last + ONE_DAY
+    return windows
+
+
+def range_to_load(incremental, now: Optional[dt.datetime] = None) -> Optional[Window]:
+    """The days a resource loads now, from its `dlt.sources.incremental` on `usage_date`.
+
+    Starts at the incremental's start value (dlt has already stepped it back by the lag, the
+    lookback window); ends at its `end_value` (exclusive, a backfill) or at the last complete
+    day (a nightly run). None when there is nothing complete to load yet.
+    """
+    first = parse_day(incremental.start_value)
+    last = last_complete_day(now)
+    if incremental.end_value is not None:
+        last = min(last, parse_day(incremental.end_value) - ONE_DAY)
+    if first > last:
+        return None
+    return Window(first, last)
+
+
+def day_cursor(start_date: dt.date, end_date: Optional[dt.date] = None, lookback_days: int = 0):
+    """A fresh `usage_date` cursor for one resource.
+
+    Nightly (no `end_date`): starts at `start_date` on the first run, afterwards at the last
+    loaded day minus `lookback_days` (dlt's lag), so recent days that providers revise are read
+    again and replaced. Backfill (`end_date` set, inclusive): loads exactly `start_date..end_date`
+    and, because dlt treats an `end_value` as stateless, leaves the nightly cursor alone.
+    """
+    import dlt  # local: keeps this module importable without dlt for the simulators
+
+    return dlt.sources.incremental[dt.date](
+        "usage_date",
+        initial_value=start_date,
+        end_value=end_date + ONE_DAY if end_date is not None else None,
+        lag=lookback_days if end_date is None and lookback_days else None,
+        range_end="open",
+    )

@@ -1,0 +1,139 @@
+"""Fixtures: an isolated warehouse per test, simulators over real HTTP, a real Postgres database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import uuid
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from tests.providers import PROVIDER_NAMES, ProviderCase, case
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch) -> Iterator[Dict[str, str]]:
+    """Each test gets its own dlt working dir and DuckDB file, and no provider settings."""
+    for name in list(os.environ):
+        if name.startswith(("SOURCES__", "DESTINATION__")) or name in ("DESTINATION", "USAGE_NOW"):
+            monkeypatch.delenv(name, raising=False)
+    env = {
+        "DLT_DATA_DIR": str(tmp_path / "dlt"),
+        "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "warehouse.duckdb"),
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield env
+
+
+def _pg_connect(url: str):
+    import psycopg2
+
+    return psycopg2.connect(url, connect_timeout=3)
+
+
+def postgres_available() -> bool:
+    try:
+        _pg_connect(PG_ADMIN_URL).close()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture
+def postgres_url(monkeypatch) -> Iterator[str]:
+    """A fresh database on the local server, dropped afterwards; wired as the postgres destination."""
+    if not postgres_available():
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"Postgres is required (REQUIRE_POSTGRES=1) but {PG_ADMIN_URL} is unreachable")
+        pytest.skip("Postgres not reachable")
+    name = f"usage_test_{uuid.uuid4().hex[:10]}"
+    admin = _pg_connect(PG_ADMIN_URL)
+    admin.autocommit = True
+    admin.cursor().execute(f'create database "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", url)
+    try:
+        yield url
+    finally:
+        admin.cursor().execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def destination(request) -> str:
+    """Both warehouses: DuckDB always, Postgres on the local server."""
+    if request.param == "postgres":
+        request.getfixturevalue("postgres_url")
+    return request.param
+
+
+@pytest.fixture(params=PROVIDER_NAMES)
+def provider_case(request) -> ProviderCase:
+    return case(request.param)
+
+
+@pytest.fixture
+def api_key() -> str:
+    return f"test-key-{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def simulator(provider_case, api_key, monkeypatch):
+    """The case's simulator, started, with the source pointed at it."""
+    sim = provider_case.make_simulator(api_key=api_key, seed=11)
+    sim.start()
+    for name, value in provider_case.env(sim).items():
+        monkeypatch.setenv(name, value)
+    yield sim
+    sim.stop()
+
+
+def query(destination: str, sql: str) -> List[tuple]:
+    """Run SQL on the test's warehouse (read-only on DuckDB)."""
+    if destination == "duckdb":
+        import duckdb
+
+        with duckdb.connect(os.environ["DESTINATION__DUCKDB__CREDENTIALS"], read_only=True) as con:
+            return con.execute(sql).fetchall()
+    con = _pg_connect(os.environ["DESTINATION__POSTGRES__CREDENTIALS"])
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        con.close()
+
+
+def yesterday() -> dt.date:
+    from sources.windows import last_complete_day
+
+    return last_complete_day()
+
+
+def facts(destination: str, provider_case: ProviderCase) -> Dict[tuple, float]:
+    rows = query(destination, provider_case.facts_sql.format(dataset=f"raw_{provider_case.name}"))
+    out: Dict[tuple, float] = {}
+    for usage_date, account_id, resource_type, resource_id, metric, quantity in rows:
+        key = (usage_date, str(account_id), resource_type, str(resource_id), metric)
+        assert key not in out, f"duplicate fact {key}"
+        out[key] = float(quantity)
+    return out
+
+
+def assert_facts_equal(actual: Dict[tuple, Any], expected: Dict[tuple, Any], tolerance: float = 0.0) -> None:
+    missing = sorted(set(expected) - set(actual))[:5]
+    extra = sorted(set(actual) - set(expected))[:5]
+    assert not missing, f"missing facts, e.g. {missing}"
+    assert not extra, f"unexpected facts, e.g. {extra}"
+    wrong = [
+        (key, actual[key], expected[key])
+        for key in expected
+        if abs(actual[key] - expected[key]) > max(tolerance * abs(expected[key]), 1e-6)
+    ]
+    assert not wrong, f"{len(wrong)} figures differ, e.g. {wrong[:5]}"
