@@ -1,0 +1,52 @@
+"""Adverity usage API: endpoints, paging, limits, metrics and the raw table's schema."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+DEFAULT_BASE_URL = None
+"""Every customer has an instance of their own (https://<instance>): there is no default."""
+
+BASE_URL_SETTING = "SOURCES__ADVERITY__BASE_URL"
+API_KEY_SETTING = "SOURCES__ADVERITY__API_KEY"
+AUTH_SCHEME_SETTING = "SOURCES__ADVERITY__AUTH_SCHEME"
+
+REQUIRED_SETTINGS = ("api_key", "base_url")
+
+USAGE_PATH = "/api/v1/usage/"
+
+AUTH_SCHEMES = ("Token", "Bearer")
+"""`Token` for keys made through the API, `Bearer` for keys made in the UI."""
+DEFAULT_AUTH_SCHEME = "Token"
+
+GRANULARITY = "daily"
+PAGE_SIZE = 100
+"""The API's documented maximum; pages are numbered from 1."""
+FIRST_PAGE = 1
+
+WINDOW_DAYS = 31
+"""Days per request window. The API documents no range limit; a month keeps each window's
+paging short and lets an error name a small range."""
+
+MAX_CONCURRENT_REQUESTS = 1
+"""No rate limit is documented, but Adverity asks for one call at a time: requests are sequential."""
+
+METRICS = ("unique_rows", "total_rows")
+UNATTRIBUTED = "unattributed"
+"""`datastream_key` of rows the API cannot charge to a datastream (`datastream_id` null)."""
+
+USAGE_TABLE = "usage"
+USAGE_PRIMARY_KEY = ("usage_date", "workspace_id", "datastream_key")
+USAGE_MERGE_KEY = ("usage_date",)
+
+USAGE_SCHEMA = pa.schema(
+    [
+        pa.field("usage_date", pa.date32(), nullable=False),
+        pa.field("workspace_id", pa.string(), nullable=False),
+        pa.field("workspace_name", pa.string()),
+        pa.field("datastream_id", pa.string()),  # null kept as the API sends it
+        pa.field("datastream_key", pa.string(), nullable=False),
+        pa.field("unique_rows", pa.int64(), nullable=False),
+        pa.field("total_rows", pa.int64(), nullable=False),
+    ]
+)

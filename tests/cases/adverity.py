@@ -1,0 +1,74 @@
+"""Adverity in the shared provider suite: page numbers stopped by `count`, days capped to yesterday."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Dict, List, Tuple
+
+from simulators.adverity import AdveritySimulator
+from simulators.base import Request, Simulator
+from sources import windows
+from sources.adverity import settings
+from tests.providers import ProviderCase
+
+# big enough that the shared suite's five days take more than one page of 100 rows
+SUITE_SIZE = {"n_workspaces": 4, "datastreams_per_workspace": 6}
+
+
+def make_simulator(**overrides) -> AdveritySimulator:
+    return AdveritySimulator(**{**SUITE_SIZE, **overrides})
+
+
+def env(sim: Simulator) -> Dict[str, str]:
+    return sim.source_env()
+
+
+def assert_requests(requests: List[Request], first: dt.date, last: dt.date) -> None:
+    """Every window of first..last paged 1..n with the maximum page size, never asking for today."""
+    assert requests, "no requests"
+    yesterday = windows.last_complete_day()
+    pages: Dict[Tuple[str, str], List[int]] = defaultdict(list)
+    for request in requests:
+        assert request.path == settings.USAGE_PATH, request.path
+        assert request.authorized
+        assert request.one("granularity") == "daily", request.query
+        assert request.one("page_size") == str(settings.PAGE_SIZE), request.query
+        date_from, date_to = request.one("date_from"), request.one("date_to")
+        assert dt.date.fromisoformat(date_to) <= yesterday, f"asked for {date_to}, after yesterday"
+        pages[(date_from, date_to)].append(int(request.one("page")))
+    for window, numbers in pages.items():
+        assert numbers == list(range(1, len(numbers) + 1)), f"pages {numbers} of {window}"
+    expected = [(w.first.isoformat(), w.last.isoformat()) for w in windows.split(first, last, settings.WINDOW_DAYS)]
+    assert sorted(pages) == expected, f"windows {sorted(pages)} != {expected}"
+
+
+def min_requests(sim: AdveritySimulator, first: dt.date, last: dt.date) -> int:
+    """One page of 100 rows at a time per request window (no range limit is documented; the
+    source cuts ranges into WINDOW_DAYS windows, which costs at most one short page each)."""
+    total = 0
+    for window in windows.split(first, last, settings.WINDOW_DAYS):
+        count = len(sim.rows(window.first, window.last))
+        total += max(1, -(-count // settings.PAGE_SIZE))
+    return total
+
+
+FACTS_SQL = """
+select usage_date, workspace_id as account_id, 'datastream' as resource_type,
+       datastream_key as resource_id, 'unique_rows' as metric, cast(unique_rows as double precision) as quantity
+from {dataset}.usage
+union all
+select usage_date, workspace_id, 'datastream', datastream_key, 'total_rows', cast(total_rows as double precision)
+from {dataset}.usage
+"""
+
+CASE = ProviderCase(
+    name="adverity",
+    make_simulator=make_simulator,
+    env=env,
+    key_setting=settings.API_KEY_SETTING,
+    tables={settings.USAGE_TABLE: list(settings.USAGE_PRIMARY_KEY)},
+    facts_sql=FACTS_SQL,
+    assert_requests=assert_requests,
+    min_requests=min_requests,
+)

@@ -1,0 +1,429 @@
+"""Adverity's quirks: paging stopped by `count`, today never asked for, Token or Bearer keys,
+null datastreams kept, `next`/`previous` links optional, one call at a time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from typing import Any, Dict, List, Optional
+
+import dlt
+import duckdb
+import pyarrow as pa
+import pytest
+import requests
+
+from simulators.adverity import AdveritySimulator
+from simulators.base import Fault
+from sources import windows
+from sources.adverity import adverity_source, helpers, settings
+from sources.http import ProviderError
+from tests.cases.adverity import CASE, FACTS_SQL
+from tests.providers import truth_rows
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+@pytest.fixture
+def sim():
+    """A simulator big enough for several pages of 100 rows over a week, with a little latency
+    so that overlapping calls would show in `max_concurrency`."""
+    simulator = AdveritySimulator(api_key="adv-key-1234", seed=3, latency_ms=2, n_workspaces=5, datastreams_per_workspace=9)
+    with simulator:
+        yield simulator
+
+
+def configure(monkeypatch, simulator: AdveritySimulator, **settings_env: str) -> None:
+    monkeypatch.setenv(settings.API_KEY_SETTING, simulator.api_key)
+    monkeypatch.setenv(settings.BASE_URL_SETTING, simulator.base_url)
+    for name, value in settings_env.items():
+        monkeypatch.setenv(f"SOURCES__ADVERITY__{name.upper()}", value)
+
+
+def run(**source_args: Any):
+    pipeline = dlt.pipeline(pipeline_name="adverity_usage", destination="duckdb", dataset_name="raw_adverity")
+    return pipeline.run(adverity_source(**source_args), loader_file_format="parquet")
+
+
+def warehouse(sql: str) -> List[tuple]:
+    with duckdb.connect(os.environ["DESTINATION__DUCKDB__CREDENTIALS"], read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def loaded_facts() -> Dict[tuple, float]:
+    return {
+        (day, account, rtype, rid, metric): float(quantity)
+        for day, account, rtype, rid, metric, quantity in warehouse(FACTS_SQL.format(dataset="raw_adverity"))
+    }
+
+
+def last_week():
+    last = windows.last_complete_day()
+    return last - dt.timedelta(days=6), last
+
+
+def item(**fields: Any) -> Dict[str, Any]:
+    row = {
+        "date": "2026-03-02",
+        "workspace_id": "ws-1",
+        "workspace_name": "Acme",
+        "datastream_id": "ds-1",
+        "unique_rows": 7,
+        "total_rows": 10,
+    }
+    row.update(fields)
+    return row
+
+
+class FakeResponse:
+    def __init__(self, body: Dict[str, Any]):
+        self.body = body
+
+    def json(self) -> Dict[str, Any]:
+        return self.body
+
+
+# -- pure: flattening ---------------------------------------------------------------------------
+def test_flatten_keeps_null_datastream_and_adds_a_non_null_key():
+    rows = helpers.flatten_usage_page([item(), item(datastream_id=None, unique_rows=0, total_rows=3)])
+    assert rows == [
+        {
+            "usage_date": dt.date(2026, 3, 2),
+            "workspace_id": "ws-1",
+            "workspace_name": "Acme",
+            "datastream_id": "ds-1",
+            "datastream_key": "ds-1",
+            "unique_rows": 7,
+            "total_rows": 10,
+        },
+        {
+            "usage_date": dt.date(2026, 3, 2),
+            "workspace_id": "ws-1",
+            "workspace_name": "Acme",
+            "datastream_id": None,
+            "datastream_key": "unattributed",
+            "unique_rows": 0,
+            "total_rows": 3,
+        },
+    ]
+
+
+def test_flatten_ignores_new_fields_and_tolerates_a_missing_name_and_numeric_strings():
+    (row,) = helpers.flatten_usage_page(
+        [{k: v for k, v in item(connector="facebook", total_rows="12", unique_rows=5.0).items() if k != "workspace_name"}]
+    )
+    assert row["workspace_name"] is None
+    assert (row["unique_rows"], row["total_rows"]) == (5, 12)
+    assert "connector" not in row
+
+
+def test_flatten_of_an_empty_page_is_empty():
+    assert helpers.flatten_usage_page([]) == []
+    assert helpers.usage_table([]).num_rows == 0
+
+
+@pytest.mark.parametrize("field", ["date", "workspace_id", "datastream_id", "unique_rows", "total_rows"])
+def test_flatten_names_a_missing_required_field(field):
+    broken = {k: v for k, v in item().items() if k != field}
+    with pytest.raises(ProviderError) as failure:
+        helpers.flatten_usage_page([broken])
+    message = str(failure.value)
+    assert field in message and "adverity" in message and settings.USAGE_PATH in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("bad", [{"total_rows": None}, {"unique_rows": 1.5}, {"date": "March 2nd"}, {"workspace_id": None}])
+def test_flatten_rejects_malformed_values(bad):
+    with pytest.raises(ProviderError):
+        helpers.flatten_usage_page([item(**bad)])
+
+
+def test_usage_table_has_the_explicit_schema():
+    table = helpers.usage_table(helpers.flatten_usage_page([item(), item(datastream_id=None)]))
+    assert table.schema == settings.USAGE_SCHEMA
+    assert table.schema.field("usage_date").type == pa.date32()
+    for column in settings.USAGE_PRIMARY_KEY:
+        assert not table.schema.field(column).nullable
+        assert table.column(column).null_count == 0
+    assert table.column("datastream_id").null_count == 1
+
+
+# -- pure: request parameters and auth -------------------------------------------------------
+def test_params_never_ask_for_today_even_when_the_window_reaches_it():
+    now = dt.datetime(2026, 3, 10, 23, 59, 59, tzinfo=dt.timezone.utc)
+    params = helpers.usage_params(windows.Window(dt.date(2026, 3, 1), dt.date(2026, 3, 12)), now)
+    assert params == {"granularity": "daily", "date_from": "2026-03-01", "date_to": "2026-03-09", "page_size": 100}
+
+
+@pytest.mark.parametrize("scheme,expected", [("Token", "Token"), ("Bearer", "Bearer"), ("bearer", "Bearer"), (" token ", "Token")])
+def test_auth_header_per_scheme(scheme, expected):
+    assert helpers.auth_header("k", scheme) == {"Authorization": f"{expected} k"}
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "", "Api-Key"])
+def test_unknown_auth_scheme_names_the_setting(scheme):
+    with pytest.raises(ProviderError) as failure:
+        helpers.auth_header("secret-key", scheme)
+    assert settings.AUTH_SCHEME_SETTING in str(failure.value)
+    assert "secret-key" not in str(failure.value)
+
+
+# -- pure: the paginator -----------------------------------------------------------------------
+def walk(paginator: helpers.CountPaginator, bodies: List[Dict[str, Any]]) -> List[int]:
+    """The page numbers the paginator asks for, fed one body per page."""
+    request = requests.Request("GET", "http://x", params={})
+    paginator.init_request(request)
+    asked = []
+    for body in bodies:
+        asked.append(request.params["page"])
+        paginator.update_state(FakeResponse(body), body["items"])
+        paginator.update_request(request)
+        if not paginator.has_next_page:
+            break
+    return asked
+
+
+def test_paginator_stops_by_count_not_by_links():
+    full = [{}] * 100
+    # a `next` link on the last page (by count) is not followed
+    bodies = [
+        {"count": 250, "next": "http://x?page=2", "items": full},
+        {"count": 250, "next": None, "items": full},  # no link, but count says there is more
+        {"count": 250, "next": "http://x?page=4", "items": [{}] * 50},
+        {"count": 250, "items": full},
+    ]
+    assert walk(helpers.CountPaginator(100), bodies) == [1, 2, 3]
+
+
+def test_paginator_stops_on_an_exact_multiple_and_on_an_empty_page():
+    assert walk(helpers.CountPaginator(100), [{"count": 200, "items": [{}] * 100}] * 3) == [1, 2]
+    assert walk(helpers.CountPaginator(100), [{"count": 0, "items": []}, {"count": 0, "items": []}]) == [1]
+    # count claims more than the API delivers: the empty page ends it
+    assert walk(helpers.CountPaginator(100), [{"count": 500, "items": [{}] * 100}, {"count": 500, "items": []}]) == [1, 2]
+
+
+@pytest.mark.parametrize("body", [{"items": []}, {"count": "many", "items": []}, {"count": 3}])
+def test_paginator_rejects_a_page_without_count_or_items(body):
+    with pytest.raises(ProviderError) as failure:
+        walk(helpers.CountPaginator(100), [{"items": None, **body}])
+    assert "count" in str(failure.value) or "items" in str(failure.value)
+
+
+# -- over HTTP ------------------------------------------------------------------------------
+def test_paging_reaches_the_last_row_and_stops_by_count(sim, monkeypatch):
+    first, last = last_week()
+    count = len(sim.rows(first, last))
+    assert count > 2 * settings.PAGE_SIZE, "the fixture must span several pages"
+    configure(monkeypatch, sim)
+    run(start_date=first, end_date=last)
+
+    pages = [int(r.one("page")) for r in sim.requests]
+    assert pages == list(range(1, math.ceil(count / settings.PAGE_SIZE) + 1))
+    assert all(r.one("page_size") == "100" for r in sim.requests)
+    assert all((r.one("date_from"), r.one("date_to")) == (first.isoformat(), last.isoformat()) for r in sim.requests)
+    assert warehouse("select count(*) from raw_adverity.usage") == [(count,)]
+    assert loaded_facts() == truth_rows(sim, first, last)
+    CASE.assert_requests(sim.requests, first, last)
+    assert len(sim.requests) == CASE.min_requests(sim, first, last)
+
+
+def test_one_call_at_a_time(sim, monkeypatch):
+    configure(monkeypatch, sim)
+    run(start_date=last_week()[0])
+    assert len(sim.requests) > 1
+    assert sim.max_concurrency == 1
+
+
+def test_a_long_backfill_is_cut_into_windows_that_each_page_to_the_end(monkeypatch):
+    with AdveritySimulator(api_key="k", n_workspaces=2, datastreams_per_workspace=3) as sim:
+        configure(monkeypatch, sim)
+        last = windows.last_complete_day()
+        first = last - dt.timedelta(days=69)
+        run(start_date=first, end_date=last)
+        CASE.assert_requests(sim.requests, first, last)
+        assert len({r.one("date_from") for r in sim.requests}) == 3
+        assert len(sim.requests) == CASE.min_requests(sim, first, last)
+        assert loaded_facts() == truth_rows(sim, first, last)
+
+
+def test_an_instance_with_smaller_pages_still_loads_every_row(monkeypatch):
+    with AdveritySimulator(api_key="k", n_workspaces=4, datastreams_per_workspace=8, max_page_size=40) as sim:
+        configure(monkeypatch, sim)
+        first, last = last_week()
+        run(start_date=first, end_date=last)
+        count = len(sim.rows(first, last))
+        assert len(sim.requests) == math.ceil(count / 40)
+        assert all(r.one("page_size") == "100" for r in sim.requests)
+        assert loaded_facts() == truth_rows(sim, first, last)
+
+
+def test_never_asks_for_today(sim, monkeypatch):
+    today = windows.utc_today()
+    yesterday = today - ONE_DAY
+    configure(monkeypatch, sim)
+    # a backfill that names today, then two nightly runs (the second re-reads the lookback days)
+    run(start_date=yesterday - dt.timedelta(days=3), end_date=today)
+    run(start_date=yesterday - dt.timedelta(days=3))
+    run(start_date=yesterday - dt.timedelta(days=3))
+    assert len(sim.requests) >= 3
+    assert all(dt.date.fromisoformat(r.one("date_to")) <= yesterday for r in sim.requests)
+    assert warehouse("select max(usage_date) from raw_adverity.usage") == [(yesterday,)]
+
+    # a first run starting today has no complete day to load: it asks nothing at all
+    sim.reset_log()
+    pipeline = dlt.pipeline(pipeline_name="adverity_today", destination="duckdb", dataset_name="raw_adverity_today")
+    pipeline.run(adverity_source(start_date=today), loader_file_format="parquet")
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize("scheme", [None, "Token", "Bearer"])
+def test_auth_header_follows_the_configured_scheme(sim, monkeypatch, scheme):
+    configure(monkeypatch, sim, **({"auth_scheme": scheme} if scheme else {}))
+    run(start_date=windows.last_complete_day())
+    assert sim.auth_schemes and set(sim.auth_schemes) == {scheme or "Token"}
+    assert all(r.authorized for r in sim.requests)
+
+
+def test_an_unknown_auth_scheme_fails_before_any_request(sim, monkeypatch):
+    configure(monkeypatch, sim, auth_scheme="Basic")
+    with pytest.raises(ProviderError) as failure:
+        adverity_source()
+    assert settings.AUTH_SCHEME_SETTING in str(failure.value)
+    assert sim.requests == []
+
+
+def test_a_missing_base_url_names_the_setting(monkeypatch):
+    monkeypatch.setenv(settings.API_KEY_SETTING, "k")
+    with pytest.raises(ProviderError) as failure:
+        adverity_source()
+    assert settings.BASE_URL_SETTING in str(failure.value)
+    assert settings.REQUIRED_SETTINGS == ("api_key", "base_url")
+    assert settings.DEFAULT_BASE_URL is None
+
+
+def test_a_wrong_key_fails_at_once_and_names_the_setting(sim, monkeypatch):
+    configure(monkeypatch, sim)
+    monkeypatch.setenv(settings.API_KEY_SETTING, "wrong-key-0000")
+    with pytest.raises(Exception) as failure:
+        run(start_date=windows.last_complete_day())
+    assert settings.API_KEY_SETTING in str(failure.value)
+    assert "wrong-key-0000" not in str(failure.value)
+    assert len(sim.requests) == 1
+
+
+def test_null_datastream_is_kept_with_the_unattributed_key(sim, monkeypatch):
+    first, last = last_week()
+    expected = sum(1 for row in sim.rows(first, last) if row["datastream_id"] is None)
+    assert expected > 0
+    configure(monkeypatch, sim)
+    run(start_date=first, end_date=last)
+    assert warehouse(
+        "select count(*) from raw_adverity.usage where datastream_id is null and datastream_key = 'unattributed'"
+    ) == [(expected,)]
+    assert warehouse("select count(*) from raw_adverity.usage where datastream_key is null") == [(0,)]
+    assert warehouse(
+        "select count(*) from raw_adverity.usage where datastream_id is not null and datastream_key <> datastream_id"
+    ) == [(0,)]
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_next_and_previous_links_present_or_absent(monkeypatch, links):
+    with AdveritySimulator(api_key="k", n_workspaces=4, datastreams_per_workspace=8, links=links) as sim:
+        first, last = last_week()
+        body = requests.get(
+            sim.base_url + settings.USAGE_PATH,
+            params={"date_from": first.isoformat(), "date_to": last.isoformat(), "page": 2, "page_size": 100},
+            headers={"Authorization": "Token k"},
+        ).json()
+        assert ("next" in body and "previous" in body) is links
+        configure(monkeypatch, sim)
+        run(start_date=first, end_date=last)
+        assert len(sim.requests) - 1 == math.ceil(len(sim.rows(first, last)) / 100)
+        assert loaded_facts() == truth_rows(sim, first, last)
+
+
+def test_a_page_without_count_is_a_clear_error(sim, monkeypatch):
+    configure(monkeypatch, sim)
+    sim.inject(Fault(kind="raw", raw=json.dumps({"items": []}).encode()))
+    with pytest.raises(Exception) as failure:
+        run(start_date=windows.last_complete_day())
+    assert "adverity" in str(failure.value) and "'count'" in str(failure.value)
+
+
+# -- the simulator is faithful ------------------------------------------------------------------
+def get(sim: AdveritySimulator, auth: Optional[str] = "Token k", **params: Any) -> requests.Response:
+    headers = {"Authorization": auth} if auth else {}
+    return requests.get(sim.base_url + settings.USAGE_PATH, params=params, headers=headers)
+
+
+def test_simulator_auth_and_errors():
+    with AdveritySimulator(api_key="k") as sim:
+        assert get(sim, auth=None).status_code == 401
+        wrong = get(sim, auth="Token nope")
+        assert (wrong.status_code, wrong.json()) == (401, {"detail": "Invalid token."})
+        assert get(sim, auth="Bearer k").status_code == 200
+        assert get(sim, auth="Basic k").status_code == 401
+        assert requests.get(sim.base_url + "/api/v1/usage", headers={"Authorization": "Token k"}).status_code == 200
+        assert get(sim, granularity="hourly").status_code == 400
+        assert get(sim, date_from="03/01/2026").status_code == 400
+        yesterday = sim.today() - ONE_DAY
+        beyond = get(sim, date_from=yesterday.isoformat(), page=99)
+        assert (beyond.status_code, beyond.json()) == (404, {"detail": "Invalid page."})
+        assert get(sim, page="abc").status_code == 404
+
+
+def test_simulator_caps_date_to_and_page_size_and_defaults_like_the_docs():
+    with AdveritySimulator(api_key="k", n_workspaces=4, datastreams_per_workspace=8) as sim:
+        today = sim.today()
+        first = today - dt.timedelta(days=10)
+        body = get(sim, date_from=first.isoformat(), date_to=today.isoformat(), page_size=500).json()
+        assert len(body["items"]) == 100  # page_size above the maximum is capped to 100
+        assert body["count"] == len(sim.rows(first, today - ONE_DAY))
+        every = [get(sim, date_from=first.isoformat(), date_to=today.isoformat(), page=p, page_size=100).json()["items"]
+                 for p in range(1, math.ceil(body["count"] / 100) + 1)]
+        assert max(i["date"] for page in every for i in page) == (today - ONE_DAY).isoformat()
+        default = get(sim).json()
+        assert len(default["items"]) == min(50, default["count"])
+        if default["items"]:
+            assert min(i["date"] for i in default["items"]) == today.replace(day=1).isoformat()
+        empty = get(sim, date_from=today.isoformat())
+        assert (empty.status_code, empty.json()["count"], empty.json()["items"]) == (200, 0, [])
+
+
+def test_simulator_filters_ignore_unknown_ids_and_scope_covers_the_subtree():
+    with AdveritySimulator(api_key="k", n_workspaces=4, datastreams_per_workspace=2) as sim:
+        day = (sim.today() - ONE_DAY).isoformat()
+        everything = get(sim, date_from=day, page_size=100).json()
+        assert {i["workspace_id"] for i in everything["items"]} == {w.id for w in sim.workspaces}
+        child = sim.workspaces[1]
+        one = get(sim, date_from=day, workspace_id=[child.id, "00000000-0000-0000-0000-000000000000"]).json()
+        assert {i["workspace_id"] for i in one["items"]} == {child.id}
+        assert get(sim, date_from=day, workspace_id="unknown").json()["count"] == everything["count"]
+        stream = child.datastream_ids[0]
+        by_stream = get(sim, date_from=day, datastream_id=stream).json()["items"]
+        assert {i["datastream_id"] for i in by_stream} <= {stream}
+        monthly = get(sim, granularity="monthly", date_from=day).json()["items"]
+        assert all(i["date"].endswith("-01") for i in monthly)
+    with AdveritySimulator(api_key="k", n_workspaces=4, scope_workspace=None) as sim:
+        tree = {w.id: w.parent_id for w in sim.workspaces}
+        assert sum(parent is None for parent in tree.values()) == 1
+        # a key scoped to a child sees that child and its descendants only
+        child = sim.workspaces[1]
+        scoped = AdveritySimulator(api_key="k", n_workspaces=4, scope_workspace=child.id)
+        seen = {w.id for w in scoped.visible_workspaces()}
+        assert child.id in seen and sim.workspaces[0].id not in seen
+
+
+def test_simulator_truth_is_a_pure_function_of_the_day():
+    sim = AdveritySimulator(api_key="k", seed=5)
+    last = sim.today() - ONE_DAY
+    week = truth_rows(sim, last - dt.timedelta(days=6), last)
+    day = truth_rows(sim, last, last)
+    assert all(week[key] == value for key, value in day.items())
+    assert {key[2] for key in week} == {"datastream"}
+    assert {key[4] for key in week} == {"unique_rows", "total_rows"}
+    assert "unattributed" in {key[3] for key in week}
+    assert AdveritySimulator(api_key="k", seed=6).truth(last, last) != sim.truth(last, last)
