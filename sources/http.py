@@ -41,10 +41,12 @@ _COUNT_LOCK = threading.Lock()
 class ProviderError(Exception):
     """A provider call that failed for good. `str()` is one line, safe to print."""
 
-    def __init__(self, provider: str, message: str, endpoint: str = "", window: object = None):
+    def __init__(self, provider: str, message: str, endpoint: str = "", window: object = None,
+                 status: Optional[int] = None):
         self.provider = provider
         self.endpoint = endpoint
         self.window = window
+        self.status = status  # the HTTP status that ended the call, when there was one
         where = " ".join(part for part in (endpoint, f"window {window}" if window else "") if part)
         super().__init__(f"{provider}: {message}" + (f" [{where}]" if where else ""))
 
@@ -191,7 +193,7 @@ class ProviderClient:
             message = f"cannot reach {self.base_url} after retries; check the base URL and the network"
         else:
             message = f"{type(exc).__name__}: {str(exc)[:200]}"
-        return ProviderError(self.provider, message, endpoint, window)
+        return ProviderError(self.provider, message, endpoint, window, status=status)
 
 
 def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
