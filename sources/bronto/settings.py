@@ -1,0 +1,55 @@
+"""Bronto usage API: endpoints, limits, usage types and the raw table's schema."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+DEFAULT_BASE_URL = "https://api.eu.bronto.io"
+US_BASE_URL = "https://api.us.bronto.io"
+
+API_KEY_SETTING = "SOURCES__BRONTO__API_KEY"
+REQUIRED_SETTINGS = ("api_key",)
+
+API_KEY_HEADER = "X-BRONTO-API-KEY"
+USAGE_PATH = "/usage"
+LOGS_USAGE_PATH = "/usage/organizations/logs"
+"""Per-log usage (top N logs only): not loaded, the organization's totals come from USAGE_PATH."""
+
+USAGE_TYPES = ("ingestion", "search", "export")
+
+MAX_SLICES = 720
+"""The documented maximum `num_of_slices` of /usage."""
+WINDOW_MARGIN_MINUTES = 2
+"""Extra minutes asked for, so that the window (which ends at the server's "now") surely starts
+before the first day's midnight even when the server's clock runs a little ahead of ours."""
+
+RATE_LIMIT = 90
+RATE_PERIOD_S = 300.0
+RATE_BURST = 20
+"""Client-side pace, under the documented 100 requests per 5 minutes."""
+
+USAGE_TABLE = "usage_slices"
+USAGE_PRIMARY_KEY = ("organization_id", "usage_type", "usage_date", "slice_start")
+USAGE_MERGE_KEY = ("usage_type", "usage_date")
+"""A reload of a day replaces all of that day's slices of that usage type, whatever their
+boundaries were: slices of two runs never line up, so they must never be merged slice by slice."""
+
+USAGE_SCHEMA = pa.schema(
+    [
+        pa.field("organization_id", pa.string(), nullable=False),
+        pa.field("usage_type", pa.string(), nullable=False),
+        pa.field("usage_date", pa.date32(), nullable=False),
+        pa.field("slice_start", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("slice_end", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("slice_bytes", pa.float64(), nullable=False),
+        pa.field("slice_count", pa.int64(), nullable=False),
+        pa.field("day_bytes", pa.float64(), nullable=False),
+        pa.field("day_count", pa.float64(), nullable=False),
+        pa.field("usage_id", pa.string()),
+        pa.field("usage_name", pa.string()),
+        pa.field("is_exact", pa.bool_()),
+        pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+"""One row per slice and UTC day it intersects: `slice_*` are the whole slice as the API sent
+it, `day_*` the slice's share in `usage_date` in proportion to time."""
