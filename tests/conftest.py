@@ -12,7 +12,7 @@ import pytest
 
 from tests.providers import PROVIDER_NAMES, ProviderCase, case
 
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(autouse=True)

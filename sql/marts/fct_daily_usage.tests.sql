@@ -1,0 +1,25 @@
+-- test: grain_unique
+select usage_date, provider, account_id, resource_type, resource_id, metric, count(*) as n
+from analytics.fct_daily_usage
+group by usage_date, provider, account_id, resource_type, resource_id, metric
+having count(*) > 1
+
+-- test: grain_not_null
+select usage_date, provider, account_id, resource_type, resource_id, metric
+from analytics.fct_daily_usage
+where usage_date is null
+   or provider is null
+   or account_id is null
+   or resource_type is null
+   or resource_id is null
+   or metric is null
+
+-- test: quantity_not_negative
+select usage_date, provider, account_id, resource_id, metric, quantity
+from analytics.fct_daily_usage
+where quantity is null or quantity < 0
+
+-- test: unit_present
+select usage_date, provider, account_id, resource_id, metric
+from analytics.fct_daily_usage
+where unit is null or unit = ''
