@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DESTINATION ?= duckdb
 export DESTINATION
 
-.PHONY: demo test nightly simulators clean
+.PHONY: demo test nightly backfill models check status simulators clean
 
 $(STAMP): requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -23,6 +23,18 @@ test: $(STAMP)
 
 nightly: $(STAMP)
 	$(PY) -m pipelines nightly --destination $(DESTINATION) $(if $(PROVIDERS),--providers $(PROVIDERS))
+
+backfill: $(STAMP)
+	$(PY) -m pipelines backfill --destination $(DESTINATION) --provider "$(PROVIDER)" --start "$(START)" --end "$(END)"
+
+status: $(STAMP)
+	$(PY) -m pipelines status --destination $(DESTINATION)
+
+models: $(STAMP)
+	$(PY) -m pipelines models --destination $(DESTINATION) $(if $(START),--start $(START)) $(if $(END),--end $(END))
+
+check: $(STAMP)
+	$(PY) -m pipelines check --destination $(DESTINATION)
 
 simulators: $(STAMP)
 	$(PY) -m simulators

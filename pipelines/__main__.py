@@ -9,6 +9,7 @@ import sys
 from typing import List, Optional
 
 from pipelines import config
+from pipelines.lock import LockBusy
 
 
 def _setup_logging() -> None:
@@ -31,19 +32,105 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--destination", default=None, help="duckdb (default) or postgres; env DESTINATION")
         return sub
 
-    nightly = with_destination(commands.add_parser("nightly", help="incremental load of every configured provider"))
+    def with_wait(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                         help="wait this long for a running nightly/backfill/models to finish (default: exit at once)")
+        return sub
+
+    nightly = with_wait(with_destination(commands.add_parser("nightly", help="incremental load of every configured provider")))
     nightly.add_argument("--providers", default=None, help="comma list, default all configured")
-    commands.add_parser("demo", help="simulators + nightly into data/demo.duckdb + summary")
+    backfill = with_wait(with_destination(commands.add_parser("backfill", help="load an inclusive day range, leave the cursor alone")))
+    backfill.add_argument("--provider", default="all", help="a provider name, a comma list, or all (configured)")
+    backfill.add_argument("--start", required=True, help="first day YYYY-MM-DD")
+    backfill.add_argument("--end", required=True, help="last day YYYY-MM-DD (inclusive)")
+    with_destination(commands.add_parser("status", help="last runs and each provider's freshest day"))
+    commands.add_parser("demo", help="simulators + nightly into data/demo/warehouse.duckdb + summary")
+    models_cmd = with_wait(with_destination(commands.add_parser("models", help="rebuild the SQL models, for a day range or all")))
+    models_cmd.add_argument("--start", default=None, help="first day YYYY-MM-DD (inclusive)")
+    models_cmd.add_argument("--end", default=None, help="last day YYYY-MM-DD (inclusive)")
+    with_destination(commands.add_parser("check", help="model tests and freshness; non-zero on failure"))
     return parser
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from pipelines.nightly import run_nightly
+    from pipelines.lock import warehouse_lock
+    from pipelines.nightly import providers_to_run, run_nightly
 
     providers = config.parse_providers(args.providers) if args.providers else None
-    report = run_nightly(providers, args.destination)
+    providers_to_run(providers)  # configuration errors before waiting for the lock
+    dest = config.destination(args.destination)
+    with warehouse_lock(dest, "nightly", args.wait):
+        report = run_nightly(providers, dest=dest)
     print("\n".join(report.lines()))
     return report.exit_code
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from pipelines.backfill import plan, run_backfill
+    from pipelines.lock import warehouse_lock
+    from pipelines.nightly import RunReport
+
+    providers, first, last = plan(args.provider, args.start, args.end)
+    dest = config.destination(args.destination)
+    with warehouse_lock(dest, "backfill", args.wait):
+        report = RunReport("backfill", dest)
+        report.results = run_backfill(providers, first, last, dest)
+        report.finish(check_freshness=False, start=first, end=last)
+    print("\n".join(report.lines()))
+    return report.exit_code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipelines.runs import status_lines
+
+    print("\n".join(status_lines(config.destination(args.destination))))
+    return config.EXIT_OK
+
+
+def _day_range(start: Optional[str], end: Optional[str]):
+    from sources import windows
+
+    try:
+        first = windows.parse_day(start, "START") if start else None
+        last = windows.parse_day(end, "END") if end else None
+    except windows.WindowError as exc:
+        raise config.ConfigError(str(exc)) from None
+    if first and last and first > last:
+        raise config.ConfigError(f"START={first} is after END={last}; give START <= END")
+    return first, last
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipelines import models
+
+    from pipelines.lock import warehouse_lock
+
+    first, last = _day_range(args.start, args.end)
+    dest = config.destination(args.destination)
+    try:
+        with warehouse_lock(dest, "models", args.wait):
+            report = models.build(dest, first, last)
+    except models.ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return config.EXIT_FAILED
+    span = f"{first or 'all'}..{last or 'all'}"
+    print(f"built {len(report.models)} models; analytics.fct_daily_usage {span}: {report.rows} rows")
+    for name in report.empty_views:
+        print(f"  {name}: no raw data yet (empty view)")
+    return config.EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from pipelines import checks
+
+    dest = config.destination(args.destination)
+    providers, _ = config.configured_providers(config.PROVIDERS)
+    problems = checks.run_checks(dest, providers)
+    for problem in problems:
+        print(f"CHECK FAILED {problem}")
+    if not problems:
+        print(f"all checks passed ({', '.join(providers) or 'no provider configured'})")
+    return config.EXIT_FAILED if problems else config.EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -55,12 +142,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging()
-    handler = {"nightly": cmd_nightly, "demo": cmd_demo}[args.command]
+    handler = {
+        "nightly": cmd_nightly, "backfill": cmd_backfill, "models": cmd_models, "check": cmd_check,
+        "status": cmd_status, "demo": cmd_demo,
+    }[args.command]
     try:
         return handler(args)
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return config.EXIT_CONFIG
+    except LockBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return config.EXIT_LOCKED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

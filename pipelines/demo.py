@@ -24,12 +24,15 @@ def run_demo() -> int:
         os.environ["DLT_DATA_DIR"] = str((DEMO_DIR / "dlt").resolve())
         os.environ.pop("DESTINATION", None)
         from pipelines.nightly import run_nightly
+        from pipelines.runs import fact_summary_lines
 
         report = run_nightly(destination="duckdb")
         print(f"demo warehouse: {report.destination.location}")
         print("\n".join(report.lines()))
         served = {provider: len(sim.requests) for provider, sim in sims.items()}
         print("requests served by the simulators: " + ", ".join(f"{p}={n}" for p, n in served.items()))
+        print()
+        print("\n".join(fact_summary_lines(report.destination)))
         return report.exit_code
     finally:
         for sim in sims.values():

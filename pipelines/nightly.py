@@ -2,45 +2,77 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from pipelines import config
+from pipelines import checks, config, models, runs
 from pipelines.load import LoadResult, load_provider
 
 log = logging.getLogger("pipelines")
 
 
-def run_nightly(providers: Optional[Sequence[str]] = None, destination: Optional[str] = None) -> "NightlyReport":
-    """Load every requested and configured provider; one failure does not stop the others.
-
-    `providers` None means all: unconfigured ones are skipped and named. Providers named
-    explicitly must be configured: a missing key is a configuration error.
-    """
-    explicit = providers is not None
-    requested = list(providers) if explicit else list(config.PROVIDERS)
-    dest = config.destination(destination)
-    if explicit:
-        for provider in requested:
+def providers_to_run(providers: Optional[Sequence[str]]) -> tuple:
+    """(providers, skipped): `None` means every configured provider, naming the skipped ones;
+    providers named explicitly must be configured (a missing key is a configuration error)."""
+    if providers is not None:
+        for provider in providers:
             missing = config.missing_settings(provider)
             if missing:
-                raise config.ConfigError(f"{provider}: {missing[0]} is missing or empty; set it or leave {provider} out of --providers")
-        to_run, skipped = requested, {}
+                raise config.ConfigError(
+                    f"{provider}: {missing[0]} is missing or empty; set it or leave {provider} out of --providers"
+                )
+        to_run, skipped = list(providers), {}
     else:
-        to_run, skipped = config.configured_providers(requested)
+        to_run, skipped = config.configured_providers(config.PROVIDERS)
     for provider in to_run:
         config.check_provider(provider)  # every setting checked before anything loads
+    return to_run, skipped
+
+
+def run_nightly(providers: Optional[Sequence[str]] = None, destination: Optional[str] = None,
+                dest: Optional[config.Destination] = None) -> "RunReport":
+    """Load every requested provider; one failure does not stop the others. Then rebuild the
+    models for the days that were loaded, run the checks and record the run."""
+    dest = dest or config.destination(destination)
+    to_run, skipped = providers_to_run(providers)
     for provider, key in skipped.items():
         log.info("skipping %s: not configured (%s is not set)", provider, key)
-    results = [load_provider(provider, dest=dest) for provider in to_run]
-    return NightlyReport(dest, results, skipped)
+    report = RunReport("nightly", dest, skipped=skipped)
+    report.results = [load_provider(provider, dest=dest) for provider in to_run]
+    report.finish(check_freshness=True)
+    return report
 
 
-class NightlyReport:
-    def __init__(self, dest: config.Destination, results: List[LoadResult], skipped: dict):
+class RunReport:
+    """What a nightly or backfill run did, for the summary, the exit code and load_runs."""
+
+    def __init__(self, command: str, dest: config.Destination, skipped: Optional[Dict[str, str]] = None):
+        self.command = command
         self.destination = dest
-        self.results = results
-        self.skipped = skipped
+        self.started_at = dt.datetime.now(dt.timezone.utc)
+        self.results: List[LoadResult] = []
+        self.skipped = skipped or {}
+        self.model_error: Optional[str] = None
+        self.models_built: Optional[models.BuildReport] = None
+        self.problems: List[str] = []
+        self.run_id = runs.new_run_id()
+
+    def finish(self, check_freshness: bool, start: Optional[dt.date] = None, end: Optional[dt.date] = None) -> None:
+        """Rebuild the models for the loaded days (or `start..end`), check, record the run."""
+        loaded = [r for r in self.results if r.status == "ok"]
+        changed = set().union(*(r.days for r in loaded)) if loaded else set()
+        if start is None and changed:
+            start, end = min(changed), max(changed)
+        if start is not None:
+            try:
+                self.models_built = models.build(self.destination, start, end)
+            except models.ModelError as exc:
+                self.model_error = str(exc)
+                log.error(self.model_error)
+        if check_freshness and loaded and self.model_error is None:
+            self.problems = checks.run_checks(self.destination, [r.provider for r in loaded])
+        runs.record(self.destination, self.run_id, self.command, self.started_at, self.results)
 
     @property
     def failed(self) -> List[LoadResult]:
@@ -48,7 +80,8 @@ class NightlyReport:
 
     @property
     def exit_code(self) -> int:
-        return config.EXIT_FAILED if self.failed or not self.results else config.EXIT_OK
+        ok = self.results and not self.failed and self.model_error is None and not self.problems
+        return config.EXIT_OK if ok else config.EXIT_FAILED
 
     def lines(self) -> List[str]:
         out = [f"{'provider':<10} {'status':<7} {'rows':>9} {'days':>5} {'first day':>11} {'last day':>11} {'requests':>9} {'seconds':>8}"]
@@ -60,6 +93,12 @@ class NightlyReport:
             out.append(f"{provider:<10} skipped (not configured: {key} is not set)")
         for r in self.failed:
             out.append(f"FAILED {r.error}")
+        if self.models_built is not None:
+            b = self.models_built
+            out.append(f"models: {len(b.models)} built; analytics.fct_daily_usage {b.start}..{b.end}: {b.rows} rows")
+        if self.model_error:
+            out.append(f"FAILED {self.model_error}")
+        out.extend(f"CHECK FAILED {problem}" for problem in self.problems)
         if not self.results:
             out.append("no provider is configured: set SOURCES__<PROVIDER>__API_KEY (see README)")
         return out

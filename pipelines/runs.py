@@ -1,0 +1,97 @@
+"""The run record: one row per provider per nightly/backfill run in `analytics.load_runs`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import List, Sequence
+
+from pipelines import models
+from pipelines.config import Destination
+
+CREATE = """
+create table if not exists analytics.load_runs (
+    run_id varchar not null,
+    command varchar not null,
+    provider varchar not null,
+    started_at timestamp not null,
+    finished_at timestamp not null,
+    status varchar not null,
+    first_day date,
+    last_day date,
+    days integer not null,
+    row_count bigint not null,
+    requests integer not null,
+    error_message varchar
+)
+"""
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def record(dest: Destination, run_id: str, command: str, started_at: dt.datetime, results: Sequence) -> None:
+    """Write one row per provider result (a `LoadResult`)."""
+    finished_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    with models._sql_client(dest) as client:
+        client.execute_sql(f"create schema if not exists {models.SCHEMA}")
+        client.execute_sql(CREATE)
+        for r in results:
+            client.execute_sql(
+                "insert into analytics.load_runs values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                run_id, command, r.provider, started_at.replace(tzinfo=None), finished_at, r.status,
+                r.first_day, r.last_day, len(r.days), r.rows, r.requests, r.error,
+            )
+
+
+def status_lines(dest: Destination, limit: int = 12) -> List[str]:
+    """The last runs and each provider's freshest complete day, for `make status`."""
+    with models._sql_client(dest) as client:
+        tables = models.existing_tables(client)
+        if "analytics.load_runs" not in tables:
+            return [f"no runs recorded in {dest.location} yet; run `make nightly`"]
+        runs = client.execute_sql(
+            "select started_at, command, provider, status, first_day, last_day, row_count, requests, error_message "
+            "from analytics.load_runs order by started_at desc, provider limit %s",
+            limit,
+        )
+        freshest = {}
+        if "analytics.fct_daily_usage" in tables:
+            freshest = dict(client.execute_sql("select provider, max(usage_date) from analytics.fct_daily_usage group by provider"))
+        last_ok = dict(
+            client.execute_sql("select provider, max(finished_at) from analytics.load_runs where status = 'ok' group by provider")
+        )
+    lines = [f"warehouse: {dest.location}", "", "provider   freshest day  last successful run"]
+    for provider in sorted(set(freshest) | set(last_ok)):
+        day = freshest.get(provider)
+        ok = last_ok.get(provider)
+        lines.append(f"{provider:<10} {str(day or '-'):<13} {ok.strftime('%Y-%m-%d %H:%M:%S') + ' UTC' if ok else '-'}")
+    lines += ["", "last runs:", f"{'started (UTC)':<20} {'command':<9} {'provider':<9} {'status':<7} {'days':<23} {'rows':>8} {'requests':>8}"]
+    for started, command, provider, status, first, last, rows, requests, error in runs:
+        span = f"{first}..{last}" if first else "-"
+        lines.append(f"{started.strftime('%Y-%m-%d %H:%M:%S'):<20} {command:<9} {provider:<9} {status:<7} {span:<23} {rows:>8} {requests:>8}")
+        if error:
+            lines.append(f"{'':<20} error: {error}")
+    return lines
+
+
+def fact_summary_lines(dest: Destination) -> List[str]:
+    """A short picture of analytics.fct_daily_usage: per provider and metric, days and totals."""
+    with models._sql_client(dest) as client:
+        if "analytics.fct_daily_usage" not in models.existing_tables(client):
+            return ["analytics.fct_daily_usage is not built yet"]
+        rows = client.execute_sql(
+            "select provider, metric, unit, count(*), count(distinct usage_date), min(usage_date), max(usage_date), "
+            "count(distinct resource_id), sum(quantity) from analytics.fct_daily_usage "
+            "group by provider, metric, unit order by provider, metric"
+        )
+    lines = [
+        "analytics.fct_daily_usage",
+        f"{'provider':<9} {'metric':<32} {'unit':<13} {'rows':>7} {'days':>5} {'from':>11} {'to':>11} {'resources':>9} {'total':>18}",
+    ]
+    for provider, metric, unit, n, days, first, last, resources, total in rows:
+        lines.append(
+            f"{provider:<9} {metric:<32} {unit:<13} {n:>7} {days:>5} {str(first):>11} {str(last):>11} {resources:>9} {total:>18,.1f}"
+        )
+    return lines

@@ -1,0 +1,207 @@
+"""The commands as users run them: exit codes, one-line errors, skipped and failed providers,
+backfills that leave the cursor alone, the warehouse lock, the run record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines import config
+from tests.conftest import assert_facts_equal, query, yesterday
+from tests.providers import all_cases, case, truth_rows
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines", *args], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=timeout,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def sims(monkeypatch, api_key):
+    """All four simulators, started, with every source configured to use them."""
+    started = {}
+    for provider_case in all_cases():
+        sim = provider_case.make_simulator(api_key=f"{api_key}-{provider_case.name}", seed=5).start()
+        started[provider_case.name] = sim
+        for name, value in provider_case.env(sim).items():
+            monkeypatch.setenv(name, value)
+    start = yesterday() - dt.timedelta(days=3)
+    for provider in started:
+        monkeypatch.setenv(config.env_name(provider, "start_date"), start.isoformat())
+    yield started
+    for sim in started.values():
+        sim.stop()
+
+
+def fact_rows(destination="duckdb", provider=None):
+    where = f"where provider = '{provider}'" if provider else ""
+    return query(destination, f"select usage_date, provider, account_id, resource_type, resource_id, metric, quantity from analytics.fct_daily_usage {where}")
+
+
+def test_nightly_loads_every_configured_provider_and_names_the_skipped(monkeypatch, sims):
+    for provider in ("neon", "rafay"):
+        monkeypatch.delenv(config.env_name(provider, "api_key"))
+    done = run("nightly")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "neon       skipped (not configured: SOURCES__NEON__API_KEY is not set)" in done.stdout
+    assert "rafay      skipped (not configured: SOURCES__RAFAY__API_KEY is not set)" in done.stdout
+    providers = {row[1] for row in fact_rows()}
+    assert providers == {"adverity", "bronto"}
+
+
+def test_naming_an_unconfigured_provider_is_a_configuration_error(monkeypatch, sims):
+    monkeypatch.delenv("SOURCES__NEON__API_KEY")
+    done = run("nightly", "--providers", "neon")
+    assert done.returncode == config.EXIT_CONFIG
+    assert "SOURCES__NEON__API_KEY is missing" in one_line_error(done)
+
+
+def test_a_failing_provider_does_not_stop_the_others(monkeypatch, sims):
+    monkeypatch.setenv("SOURCES__ADVERITY__API_KEY", "not-the-key")
+    done = run("nightly")
+    assert done.returncode == config.EXIT_FAILED
+    assert "FAILED adverity: the API rejected the credentials" in done.stdout
+    assert "not-the-key" not in done.stdout + done.stderr
+    assert {row[1] for row in fact_rows()} == {"neon", "rafay", "bronto"}
+
+
+@pytest.mark.parametrize(
+    "setting, value, expected",
+    [
+        ("SOURCES__NEON__START_DATE", "2026-13-01", "SOURCES__NEON__START_DATE='2026-13-01' is not a valid day"),
+        ("SOURCES__RAFAY__START_DATE", "2999-01-01", "SOURCES__RAFAY__START_DATE=2999-01-01 is not a complete day yet"),
+        ("SOURCES__BRONTO__BASE_URL", "api.eu.bronto.io", "SOURCES__BRONTO__BASE_URL='api.eu.bronto.io' is not a URL"),
+        ("SOURCES__ADVERITY__API_KEY", "", "SOURCES__ADVERITY__API_KEY is missing or empty"),
+        ("DESTINATION", "snowflake", "unknown destination 'snowflake'"),
+    ],
+)
+def test_configuration_mistakes_exit_2_with_one_line(monkeypatch, sims, setting, value, expected):
+    monkeypatch.setenv(setting, value)
+    done = run("nightly")
+    assert done.returncode == config.EXIT_CONFIG, done.stdout + done.stderr
+    assert expected in one_line_error(done)
+    assert not Path(os.environ["DESTINATION__DUCKDB__CREDENTIALS"]).exists(), "nothing may run on bad config"
+
+
+def test_unknown_provider_is_refused(sims):
+    done = run("nightly", "--providers", "neon,snowflake")
+    assert done.returncode == config.EXIT_CONFIG
+    assert "unknown provider 'snowflake'" in one_line_error(done)
+
+
+def cursor_state(provider: str) -> dict:
+    """The nightly cursor (dlt state) of every resource of a provider's pipeline."""
+    path = Path(os.environ["DLT_DATA_DIR"]) / "pipelines" / f"{provider}_usage_duckdb" / "state.json"
+    state = json.loads(path.read_text())
+    resources = state["sources"][provider]["resources"]
+    return {name: r.get("incremental") for name, r in resources.items()}
+
+
+def test_backfill_then_nightly_then_backfill_again(sims):
+    last = yesterday()
+    assert run("nightly").returncode == 0
+    cursors = {provider: cursor_state(provider) for provider in sims}
+    first = last - dt.timedelta(days=9)
+    end = last - dt.timedelta(days=4)  # the day before the nightly START_DATE
+    done = run("backfill", "--provider", "all", "--start", first.isoformat(), "--end", end.isoformat())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {provider: cursor_state(provider) for provider in sims} == cursors, "backfill moved the nightly cursor"
+    assert run("nightly").returncode == 0
+    once = sorted(fact_rows())
+    assert run("backfill", "--provider", "all", "--start", first.isoformat(), "--end", end.isoformat()).returncode == 0
+    assert sorted(fact_rows()) == once
+    for provider, sim in sims.items():
+        provider_case = case(provider)
+        actual = {
+            (d, a, t, r, m): q for d, p, a, t, r, m, q in fact_rows(provider=provider)
+        }
+        assert_facts_equal(actual, truth_rows(sim, first, last), provider_case.tolerance)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--provider", "neon", "--start", "2024-01-01", "--end", "2024-01-31"], "neon keeps daily data for 60 days; earliest day you can backfill is"),
+        (["--provider", "all", "--start", "2026-05-10", "--end", "2026-05-01"], "START=2026-05-10 is after END=2026-05-01"),
+        (["--provider", "all", "--start", "2026-02-30", "--end", "2026-03-01"], "START='2026-02-30' is not a valid day"),
+        (["--provider", "all", "--start", "last week", "--end", "2026-03-01"], "START='last week' is not a valid day"),
+        (["--provider", "snowflake", "--start", "2026-01-01", "--end", "2026-01-02"], "unknown provider 'snowflake'"),
+        (["--provider", "rafay", "--start", "2026-01-01", "--end", "2999-01-02"], "END=2999-01-02 is not a complete UTC day yet"),
+    ],
+)
+def test_refused_backfills_change_nothing(sims, args, expected):
+    assert run("nightly").returncode == 0
+    before = sorted(fact_rows())
+    done = run("backfill", *args)
+    assert done.returncode == config.EXIT_CONFIG
+    assert expected in one_line_error(done)
+    assert sorted(fact_rows()) == before
+
+
+def test_two_nightly_runs_at_once_one_waits_out(sims):
+    slow = sims["adverity"]
+    slow.latency_s = 0.3  # keeps the first run busy long enough
+    first = subprocess.Popen([sys.executable, "-m", "pipelines", "nightly"], cwd=ROOT, env=dict(os.environ),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock_file = Path(os.environ["DESTINATION__DUCKDB__CREDENTIALS"] + ".lock")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (lock_file.exists() and lock_file.read_text()):
+        time.sleep(0.05)
+    second = run("nightly")
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, out + err
+    assert second.returncode == config.EXIT_LOCKED
+    assert f"`nightly` (pid {first.pid}" in one_line_error(second)
+    slow.latency_s = 0
+    # the warehouse ends correct: a later run still finds nothing duplicated
+    assert run("nightly").returncode == 0
+    rows = fact_rows()
+    assert len(rows) == len({r[:6] for r in rows})
+
+
+def test_an_open_duckdb_session_blocks_with_a_clear_message(sims):
+    import duckdb
+
+    assert run("nightly", "--providers", "adverity").returncode == 0
+    analyst = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('open', flush=True); time.sleep(60)",
+         os.environ["DESTINATION__DUCKDB__CREDENTIALS"]], stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert analyst.stdout.readline().strip() == "open"
+        done = run("nightly", "--providers", "adverity")
+        assert done.returncode == config.EXIT_LOCKED
+        line = one_line_error(done)
+        assert f"open in process {analyst.pid}" in line and "read_only=True" in line
+    finally:
+        analyst.kill()
+        analyst.wait()
+
+
+def test_status_shows_every_provider_after_a_nightly(sims):
+    assert run("nightly").returncode == 0
+    done = run("status")
+    assert done.returncode == 0
+    for provider in sims:
+        line = next(l for l in done.stdout.splitlines() if l.startswith(f"{provider} "))
+        assert yesterday().isoformat() in line
+    (runs,), = query("duckdb", "select count(*) from analytics.load_runs where status = 'ok'")
+    assert runs == 4
