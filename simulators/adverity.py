@@ -94,8 +94,6 @@ class AdveritySimulator(Simulator):
                 )
             )
         self.scope_id = scope_workspace or (self.workspaces[0].id if self.workspaces else None)
-        self.max_concurrency = 0
-        self._in_flight = 0
         self.auth_schemes: List[str] = []
         """The scheme word of each request's Authorization header (never the key), in order."""
         # the base looks routes up without the trailing slash; both spellings are registered
@@ -113,17 +111,6 @@ class AdveritySimulator(Simulator):
         if len(parts) == 2 and parts[0].lower() in ("token", "bearer") and parts[1] == self.api_key:
             return None
         return Response(401, {"detail": "Invalid token."}, challenge)
-
-    # -- concurrency ---------------------------------------------------------------------------
-    def _handle(self, handler) -> None:  # type: ignore[no-untyped-def]
-        with self.lock:
-            self._in_flight += 1
-            self.max_concurrency = max(self.max_concurrency, self._in_flight)
-        try:
-            super()._handle(handler)
-        finally:
-            with self.lock:
-                self._in_flight -= 1
 
     # -- data ----------------------------------------------------------------------------------
     def _uuid(self, *parts: Any) -> str:

@@ -70,6 +70,9 @@ class Simulator:
         self.port = port
         self.clock = clock or (lambda: dt.datetime.now(UTC))
         self.requests: List[Request] = []
+        self.max_concurrency = 0
+        """The most requests this server was answering at once (Adverity asks for one)."""
+        self._in_flight = 0
         self.faults: List[Fault] = []
         self.lock = threading.Lock()
         self.routes: Dict[str, Callable[[Request], Response]] = {}
@@ -162,6 +165,16 @@ class Simulator:
         return None
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self._in_flight += 1
+            self.max_concurrency = max(self.max_concurrency, self._in_flight)
+        try:
+            self._answer(handler)
+        finally:
+            with self.lock:
+                self._in_flight -= 1
+
+    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
         url = urlsplit(handler.path)
         headers = {k.lower(): v for k, v in handler.headers.items()}
         denied = self.authorized(headers)

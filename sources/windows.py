@@ -144,4 +144,7 @@ def day_cursor(start_date: dt.date, end_date: Optional[dt.date] = None, lookback
         end_value=end_date + ONE_DAY if end_date is not None else None,
         lag=lookback_days if end_date is None and lookback_days else None,
         range_end="open",
+        # no boundary deduplication: every resource replaces whole days (merge on usage_date),
+        # so rows dlt dropped as "already seen" would vanish with the day they belong to
+        primary_key=(),
     )
