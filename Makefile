@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 
 DESTINATION ?= duckdb
 export DESTINATION
+PROVIDER ?= all
+WAIT ?= 0
 
 .PHONY: demo test nightly backfill models check status simulators clean
 
@@ -22,16 +24,16 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 nightly: $(STAMP)
-	$(PY) -m pipelines nightly --destination $(DESTINATION) $(if $(PROVIDERS),--providers $(PROVIDERS))
+	$(PY) -m pipelines nightly --destination $(DESTINATION) $(if $(PROVIDERS),--providers $(PROVIDERS)) --wait $(WAIT)
 
 backfill: $(STAMP)
-	$(PY) -m pipelines backfill --destination $(DESTINATION) --provider "$(PROVIDER)" --start "$(START)" --end "$(END)"
+	$(PY) -m pipelines backfill --destination $(DESTINATION) --provider "$(PROVIDER)" --start "$(START)" --end "$(END)" --wait $(WAIT)
 
 status: $(STAMP)
 	$(PY) -m pipelines status --destination $(DESTINATION)
 
 models: $(STAMP)
-	$(PY) -m pipelines models --destination $(DESTINATION) $(if $(START),--start $(START)) $(if $(END),--end $(END))
+	$(PY) -m pipelines models --destination $(DESTINATION) $(if $(START),--start $(START)) $(if $(END),--end $(END)) --wait $(WAIT)
 
 check: $(STAMP)
 	$(PY) -m pipelines check --destination $(DESTINATION)

@@ -81,9 +81,17 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pipelines.demo import DEMO_WAREHOUSE
     from pipelines.runs import status_lines
 
-    print("\n".join(status_lines(config.destination(args.destination))))
+    dest = config.destination(args.destination)
+    if dest.name == "duckdb" and not Path(dest.location).exists() and DEMO_WAREHOUSE.exists():
+        # right after `make demo` the only warehouse is the demo's: show it rather than nothing
+        print(f"{dest.location} does not exist yet; showing the demo warehouse")
+        dest = config.Destination("duckdb", str(DEMO_WAREHOUSE))
+    print("\n".join(status_lines(dest)))
     return config.EXIT_OK
 
 

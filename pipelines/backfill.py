@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from typing import List, Optional, Sequence
 
 from pipelines import config, models
@@ -66,10 +67,70 @@ def plan(provider_arg: str, start: str, end: str) -> tuple:
     return providers, first, last
 
 
-def run_backfill(providers: Sequence[str], first: dt.date, last: dt.date, dest: config.Destination) -> List[LoadResult]:
-    """Load `first..last` for each provider; the cursor stays where it is."""
+MIN_CHUNK_DAYS = 7
+
+
+def chunk_days(provider: str) -> int:
+    """Days per backfill chunk: the provider's own request window when it has a larger one
+    (Neon's 60 days cost one request), else a week, so progress shows and a failure costs
+    one chunk, not the whole range."""
+    settings = config.settings_module(provider)
+    window = getattr(settings, "MAX_WINDOW_DAYS", None) or getattr(settings, "WINDOW_DAYS", None) or 0
+    return max(MIN_CHUNK_DAYS, int(window))
+
+
+def run_backfill(providers: Sequence[str], first: dt.date, last: dt.date, dest: config.Destination,
+                 progress: Optional["Progress"] = None) -> List[LoadResult]:
+    """Load `first..last` for each provider, chunk by chunk; the cursor stays where it is.
+
+    A provider's result adds up its chunks; it stops at the first failing chunk (the chunks
+    before it are loaded and stay, a re-run replaces them)."""
+    chunks = {provider: windows.split(first, last, chunk_days(provider)) for provider in providers}
+    progress = progress or Progress(sum(len(c) for c in chunks.values()))
     results = []
     for provider in providers:
-        log.info("backfill %s %s..%s", provider, first, last)
-        results.append(load_provider(provider, dest=dest, start_date=first, end_date=last))
+        total = LoadResult(provider)
+        for chunk in chunks[provider]:
+            part = load_provider(provider, dest=dest, start_date=chunk.first, end_date=chunk.last)
+            total.rows += part.rows
+            total.days |= part.days
+            total.requests += part.requests
+            total.seconds += part.seconds
+            progress.advance(provider, chunk, part)
+            if part.status != "ok":
+                total.status, total.error = part.status, part.error
+                break
+        results.append(total)
+    progress.close()
     return results
+
+
+class Progress:
+    """Backfill progress: one updating line on a terminal, plain log lines under cron."""
+
+    def __init__(self, total: int, stream=None):
+        self.total = total
+        self.done = 0
+        self.rows = 0
+        self.requests = 0
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+
+    def advance(self, provider: str, chunk: windows.Window, part: LoadResult) -> None:
+        self.done += 1
+        self.rows += part.rows
+        self.requests += part.requests
+        line = (
+            f"backfill {self.done}/{self.total} windows: {provider} {chunk} {part.status} "
+            f"(+{part.rows} rows, +{part.requests} requests); total {self.rows} rows, {self.requests} requests"
+        )
+        if self.live:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+        else:
+            log.info(line)
+
+    def close(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -9,19 +9,25 @@ from pathlib import Path
 from pipelines import config
 
 DEMO_DIR = Path("data/demo")
+DEMO_WAREHOUSE = DEMO_DIR / "warehouse.duckdb"
+
+
+def demo_dir() -> Path:
+    return Path(os.environ.get("DEMO_DIR") or DEMO_DIR)
 
 
 def run_demo() -> int:
     from simulators import CLASSES, start_all
 
-    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    directory = demo_dir()
+    directory.mkdir(parents=True, exist_ok=True)
     keys = {provider: f"demo-{provider}-{secrets.token_hex(8)}" for provider in CLASSES}
     sims = start_all(keys, seed=7)
     try:
         for sim in sims.values():
             os.environ.update(sim.source_env())
-        os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(DEMO_DIR / "warehouse.duckdb")
-        os.environ["DLT_DATA_DIR"] = str((DEMO_DIR / "dlt").resolve())
+        os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(directory / "warehouse.duckdb")
+        os.environ["DLT_DATA_DIR"] = str((directory / "dlt").resolve())
         os.environ.pop("DESTINATION", None)
         from pipelines.nightly import run_nightly
         from pipelines.runs import fact_summary_lines

@@ -205,3 +205,51 @@ def test_status_shows_every_provider_after_a_nightly(sims):
         assert yesterday().isoformat() in line
     (runs,), = query("duckdb", "select count(*) from analytics.load_runs where status = 'ok'")
     assert runs == 4
+
+
+def test_every_command_works_on_postgres(sims, postgres_url):
+    env = {"DESTINATION": "postgres"}
+    last = yesterday()
+    assert run("nightly", env=env).returncode == 0
+    first = last - dt.timedelta(days=8)
+    end = last - dt.timedelta(days=4)
+    done = run("backfill", "--provider", "all", "--start", first.isoformat(), "--end", end.isoformat(), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run("models", "--start", first.isoformat(), "--end", last.isoformat(), env=env).returncode == 0
+    done = run("check", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = run("status", env=env)
+    assert status.returncode == 0
+    for provider, sim in sims.items():
+        assert any(l.startswith(f"{provider} ") and last.isoformat() in l for l in status.stdout.splitlines())
+        actual = {(d, a, t, r, m): q for d, p, a, t, r, m, q in fact_rows("postgres", provider)}
+        assert_facts_equal(actual, truth_rows(sim, first, last), case(provider).tolerance)
+    (runs,), = query("postgres", "select count(*) from analytics.load_runs where command = 'backfill' and status = 'ok'")
+    assert runs == 4
+
+
+def test_postgres_lock_names_the_running_command(sims, postgres_url):
+    import psycopg2
+    import zlib
+
+    holder = psycopg2.connect(postgres_url, application_name="usage-elt nightly")
+    holder.autocommit = True
+    try:
+        holder.cursor().execute("select pg_advisory_lock(%s)", (zlib.crc32(b"usage-elt warehouse lock"),))
+        done = run("nightly", env={"DESTINATION": "postgres"})
+        assert done.returncode == config.EXIT_LOCKED
+        assert "is busy: `usage-elt nightly`" in one_line_error(done)
+    finally:
+        holder.close()
+    assert run("nightly", env={"DESTINATION": "postgres"}).returncode == 0
+
+
+def test_backfill_reports_progress_in_plain_lines_under_cron(sims):
+    last = yesterday()
+    first = last - dt.timedelta(days=20)
+    done = run("backfill", "--provider", "rafay", "--start", first.isoformat(), "--end", last.isoformat())
+    assert done.returncode == 0, done.stderr
+    lines = [l for l in done.stderr.splitlines() if "backfill " in l and " windows: rafay " in l]
+    assert [l.split("backfill ")[1].split(" ")[0] for l in lines] == ["1/3", "2/3", "3/3"]
+    assert "\r" not in done.stderr
+    assert all("rows" in l and "requests" in l for l in lines)
