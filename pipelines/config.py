@@ -22,6 +22,9 @@ PROVIDERS: Tuple[str, ...] = ("neon", "adverity", "rafay", "bronto")
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres")
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 DEFAULT_LOOKBACK_DAYS = 2
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""How long the Postgres check waits for a server that does not answer (a refused port fails at once)."""
+POSTGRES_SETTING = "DESTINATION__POSTGRES__CREDENTIALS"
 
 # exit codes, documented in the README
 EXIT_OK = 0
@@ -141,14 +144,51 @@ def destination(name: Optional[str] = None) -> Destination:
     if name == "duckdb":
         path = dlt.config.get("destination.duckdb.credentials") or dlt.secrets.get("destination.duckdb.credentials")
         path = str(path or DEFAULT_DUCKDB_PATH)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"DESTINATION__DUCKDB__CREDENTIALS={path!r}: cannot create its folder ({exc.strerror}); "
+                "choose a path in a writable folder"
+            ) from None
         return Destination("duckdb", path)
     url = dlt.secrets.get("destination.postgres.credentials") or dlt.config.get("destination.postgres.credentials")
     if not url:
+        raise ConfigError(f"{POSTGRES_SETTING} is missing; set it to postgresql://user:pass@host:port/db")
+    url = str(url).strip()
+    check_postgres(url)
+    return Destination("postgres", _without_password(url))
+
+
+def check_postgres(url: str) -> None:
+    """Connect once, so that a wrong or unreachable warehouse is a configuration error before
+    anything runs, in one line that never shows the password."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, password, port_ok = None, None, False
+    if parts is None or parts.scheme not in ("postgres", "postgresql") or not parts.hostname or not port_ok:
+        raise ConfigError(f"{POSTGRES_SETTING} is not a Postgres URL; use postgresql://user:pass@host:port/db")
+    if not password:
         raise ConfigError(
-            "DESTINATION__POSTGRES__CREDENTIALS is missing; set it to postgresql://user:pass@host:port/db"
+            f"{POSTGRES_SETTING} has no password; dlt needs one in the URL "
+            "(postgresql://user:pass@host:port/db; with trust auth any value works)"
         )
-    return Destination("postgres", _without_password(str(url)))
+    import psycopg2
+
+    from sources.http import register_secret
+
+    register_secret(password)  # masked in every error of this process from now on
+    try:
+        psycopg2.connect(url, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S).close()
+    except psycopg2.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(password, "***")
+        raise ConfigError(
+            f"{POSTGRES_SETTING}: cannot connect to {_without_password(url)} ({reason}); "
+            "check the host, port, database, user and password, and that the server is running"
+        ) from None
 
 
 def postgres_url() -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,10 @@ class Request:
     path: str
     query: Dict[str, List[str]]
     authorized: bool = True
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (`time.monotonic()`), to check the waits between retries."""
+    fault: Optional[str] = None
+    """The kind of fault served instead of the real answer, if any."""
 
     def one(self, name: str) -> Optional[str]:
         values = self.query.get(name)
@@ -37,12 +43,27 @@ class Response:
     raw: Optional[bytes] = None  # sent as is, for malformed bodies
 
 
+FOREVER = 1 << 62
+"""`Fault.times` for an outage that lasts the whole run."""
+
+
 @dataclass
 class Fault:
     """A misbehaviour to serve instead of the real answer, `times` times, for matching paths.
 
-    kind: "status" (status/body/headers as given), "drop" (close the connection without an
-    answer), "slow" (sleep `delay_s` then answer normally), "raw" (status 200 with `raw` bytes).
+    kind:
+    - "status": `status` with `body` and `headers` as given (429 with or without `Retry-After`
+      or `RateLimit-Reset`, 5xx, 401/403; `times=FOREVER` is a provider down all night);
+    - "drop": close the connection without an answer;
+    - "slow": sleep `delay_s` (longer than the client's read timeout), then answer normally;
+    - "raw": status 200 with `raw` bytes (not JSON, truncated JSON; with `headers` an HTML page);
+    - "mutate": the real answer with its JSON body passed through `mutate` (schema drift);
+    - "block": hold the request until `release` is set (at most `delay_s`, default a minute),
+      setting `reached` when it starts waiting, then answer normally: a test can act, e.g.
+      kill the client, at exactly that moment.
+
+    The first `after` matching requests are answered normally, so a fault can hit, say, the
+    second page of a window. `served` counts the faults served.
     """
 
     kind: str = "status"
@@ -53,7 +74,18 @@ class Fault:
     delay_s: float = 0.0
     times: int = 1
     path_contains: str = ""
+    after: int = 0
+    mutate: Optional[Callable[[Any], Any]] = None
     served: int = 0
+    matched: int = 0
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    KINDS = ("status", "drop", "slow", "raw", "mutate", "block")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"fault kind must be one of {self.KINDS}")
 
 
 class Simulator:
@@ -112,6 +144,13 @@ class Simulator:
             self.faults.append(fault)
         return fault
 
+    def clear_faults(self) -> None:
+        """Serve real answers again; blocked requests are released."""
+        with self.lock:
+            for fault in self.faults:
+                fault.release.set()
+            self.faults.clear()
+
     def requests_to(self, path_contains: str = "") -> List[Request]:
         with self.lock:
             return [r for r in self.requests if path_contains in r.path]
@@ -123,14 +162,18 @@ class Simulator:
     # -- server ------------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "simulator not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        """Its address; a stopped simulator keeps it (and comes back on it when restarted)."""
+        assert self._server is not None or self.port, "simulator not started"
+        return f"http://127.0.0.1:{self._server.server_address[1] if self._server is not None else self.port}"
 
     def start(self) -> "Simulator":
         simulator = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: with Nagle's algorithm the body waits for
+            # the client's delayed ACK, about 40 ms per answer on loopback
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
@@ -138,13 +181,20 @@ class Simulator:
             def do_GET(self) -> None:  # noqa: N802
                 simulator._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _Server(("127.0.0.1", self.port), Handler)
+        # a restarted simulator comes back on the same port (a provider back after an outage)
+        self.port = self._server.server_address[1]
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.provider}-sim", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{self.provider}-sim", daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        with self.lock:
+            for fault in self.faults:
+                fault.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -160,6 +210,9 @@ class Simulator:
         with self.lock:
             for fault in self.faults:
                 if fault.served < fault.times and fault.path_contains in path:
+                    fault.matched += 1
+                    if fault.matched <= fault.after:
+                        continue
                     fault.served += 1
                     return fault
         return None
@@ -184,6 +237,7 @@ class Simulator:
         if self.latency_s:
             time.sleep(self.latency_s)
         fault = self._take_fault(url.path)
+        request.fault = fault.kind if fault is not None else None
         if fault is not None and fault.kind == "drop":
             handler.close_connection = True
             try:
@@ -193,23 +247,32 @@ class Simulator:
             return
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay_s)
-            fault = None
+        if fault is not None and fault.kind == "block":
+            fault.reached.set()
+            fault.release.wait(fault.delay_s or 60.0)
         if denied is not None:
             response = denied
         elif fault is not None and fault.kind == "raw":
             response = Response(200, raw=fault.raw, headers={"Content-Type": "application/json", **fault.headers})
-        elif fault is not None:
+        elif fault is not None and fault.kind == "status":
             response = Response(fault.status, fault.body, dict(fault.headers))
         else:
-            route = self.routes.get(url.path.rstrip("/") or "/")
-            if route is None:
-                response = Response(404, {"message": f"no route {url.path}"})
-            else:
-                try:
-                    response = route(request)
-                except Exception as exc:  # a simulator bug must show up as a 500, not a hang
-                    response = Response(500, {"message": f"simulator error: {exc!r}"})
-        self._send(handler, response)
+            response = self._route(url.path, request)
+            if fault is not None and fault.kind == "mutate" and response.status == 200 and response.raw is None:
+                response = Response(response.status, fault.mutate(copy.deepcopy(response.body)), response.headers)
+        try:
+            self._send(handler, response)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a slow answer past its read timeout)
+
+    def _route(self, path: str, request: Request) -> Response:
+        route = self.routes.get(path.rstrip("/") or "/")
+        if route is None:
+            return Response(404, {"message": f"no route {path}"})
+        try:
+            return route(request)
+        except Exception as exc:  # a simulator bug must show up as a 500, not a hang
+            return Response(500, {"message": f"simulator error: {exc!r}"})
 
     @staticmethod
     def _send(handler: BaseHTTPRequestHandler, response: Response) -> None:
@@ -224,6 +287,13 @@ class Simulator:
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
         handler.wfile.write(payload)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client that gave up on a slow answer: expected, not a simulator bug
+        super().handle_error(request, client_address)
 
 
 class TokenBucket:

@@ -2,8 +2,14 @@
 
 Every request has a timeout; 429, 5xx, dropped connections and timeouts are retried with
 exponential backoff (honouring `Retry-After`, or `RateLimit-Reset` where a vendor sends that
-instead); 401/403 are never retried. Failures surface as `ProviderError`, one line that names
-the provider, the endpoint, the window and the fix, and never the key.
+instead, each wait capped); 401/403 are never retried. Failures surface as `ProviderError`, one
+line that names the provider, the endpoint, the window and the fix, and never the key.
+
+The limits are dlt's own runtime settings, so one place configures every HTTP call:
+`RUNTIME__REQUEST_TIMEOUT` (seconds per attempt, default 30), `RUNTIME__REQUEST_MAX_ATTEMPTS`
+(default 5), `RUNTIME__REQUEST_BACKOFF_FACTOR` (first backoff in seconds, doubling; default
+0.5) and `RUNTIME__REQUEST_MAX_RETRY_DELAY` (cap on any one wait, including a server's
+`Retry-After`; default 60). One call therefore ends within attempts x timeout + the capped waits.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ import json
 import threading
 import time
 from collections import Counter
-from typing import Any, Dict, Iterator, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Set
 
+import dlt
 import requests
+from dlt.common import logger
 from dlt.sources.helpers.requests.retry import (
     DEFAULT_RETRY_EXCEPTIONS,
     DEFAULT_RETRY_STATUS,
@@ -22,15 +31,52 @@ from dlt.sources.helpers.requests.retry import (
     wait_exponential_retry_after,
 )
 from dlt.sources.helpers.requests.session import Session
-from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from dlt.sources.helpers.rest_client.redaction import sanitize_url
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 
 REQUEST_TIMEOUT_S = 30.0
 MAX_ATTEMPTS = 5
 BACKOFF_FACTOR = 0.5
 MAX_RETRY_DELAY_S = 60.0
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How long one attempt may take and how failed attempts are retried."""
+
+    timeout_s: float = REQUEST_TIMEOUT_S
+    max_attempts: int = MAX_ATTEMPTS
+    backoff_factor: float = BACKOFF_FACTOR
+    max_delay_s: float = MAX_RETRY_DELAY_S
+
+
+_SETTINGS = (
+    ("timeout_s", "request_timeout", float),
+    ("max_attempts", "request_max_attempts", int),
+    ("backoff_factor", "request_backoff_factor", float),
+    ("max_delay_s", "request_max_retry_delay", float),
+)
+
+
+def retry_settings() -> RetrySettings:
+    """The `RUNTIME__REQUEST_*` settings (env or `[runtime]` in config.toml), else the defaults."""
+    values: Dict[str, Any] = {}
+    for field_name, key, kind in _SETTINGS:
+        raw = dlt.config.get(f"runtime.{key}")
+        if raw is None or str(raw).strip() == "":
+            continue
+        try:
+            value = kind(str(raw).strip())
+        except ValueError:
+            value = None
+        if value is None or value < (1 if kind is int else 0) or (key == "request_timeout" and value == 0):
+            raise ValueError(f"RUNTIME__{key.upper()}={raw!r} must be a positive number")
+        values[field_name] = value
+    return RetrySettings(**values)
 
 
 REQUESTS_SENT: Counter = Counter()
@@ -38,17 +84,53 @@ REQUESTS_SENT: Counter = Counter()
 _COUNT_LOCK = threading.Lock()
 
 
+_SECRETS: Set[str] = set()
+"""Every credential a client of this process sends: masked in every error raised here."""
+
+
+def register_secret(value: Optional[str]) -> None:
+    """Have `value` masked in every ProviderError (and anything passed through `redact`)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every registered secret, and every one of `secrets`, replaced by ***."""
+    for secret in sorted({s for s in (*secrets, *_SECRETS) if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 class ProviderError(Exception):
-    """A provider call that failed for good. `str()` is one line, safe to print."""
+    """A provider call that failed for good. `str()` is one line, safe to print: a credential
+    quoted by a vendor (in an error or in a body field) is masked as the error is made, so it
+    reaches neither logs nor dlt's trace."""
 
     def __init__(self, provider: str, message: str, endpoint: str = "", window: object = None,
                  status: Optional[int] = None):
+        message = redact(message)
         self.provider = provider
+        self.message = message
         self.endpoint = endpoint
         self.window = window
         self.status = status  # the HTTP status that ended the call, when there was one
         where = " ".join(part for part in (endpoint, f"window {window}" if window else "") if part)
         super().__init__(f"{provider}: {message}" + (f" [{where}]" if where else ""))
+
+    def located(self, endpoint: str, window: object = None, secrets: Iterable[str] = ()) -> "ProviderError":
+        """The same error with the endpoint and window filled in where it lacked them, and
+        any secret value masked."""
+        return ProviderError(
+            self.provider,
+            redact(self.message, secrets),
+            self.endpoint or endpoint,
+            self.window or window,
+            status=self.status,
+        )
+
+
+class NotJSON(ValueError):
+    """A successful answer whose body is not JSON (e.g. an HTML page from a proxy)."""
 
 
 class wait_retry_headers(wait_exponential_retry_after):
@@ -58,26 +140,28 @@ class wait_retry_headers(wait_exponential_retry_after):
         waited = super()._get_retry_after(retry_state)
         if waited is not None:
             return waited
+        # the response, whether it came back or was raised as an HTTPError by a response hook
         outcome = retry_state.outcome
-        response = outcome.result() if outcome is not None and not outcome.failed else None
+        error = outcome.exception() if outcome is not None else None
+        response = getattr(error, "response", None) if error is not None else outcome.result() if outcome else None
         reset = response.headers.get("RateLimit-Reset") if response is not None else None
         if reset and reset.strip().isdigit():
             return max(self.min, min(self.max, float(reset)))
         return None
 
 
-def _session(timeout: float, max_attempts: int) -> requests.Session:
+def _session(settings: RetrySettings) -> requests.Session:
     """A dlt requests session whose `send` retries with our wait (dlt's, plus RateLimit-Reset)."""
-    session = Session(timeout=timeout, raise_for_status=False)
+    session = Session(timeout=settings.timeout_s, raise_for_status=False)
     session.mount("http://", HTTPAdapter(pool_maxsize=16))
     session.mount("https://", HTTPAdapter(pool_maxsize=16))
     retrying = Retrying(
-        wait=wait_retry_headers(multiplier=BACKOFF_FACTOR, max=MAX_RETRY_DELAY_S),
+        wait=wait_retry_headers(multiplier=settings.backoff_factor, max=settings.max_delay_s),
         retry=retry_any(
             retry_if_status(DEFAULT_RETRY_STATUS),
             retry_if_exception_type(DEFAULT_RETRY_EXCEPTIONS),
         ),
-        stop=stop_after_attempt(max_attempts),
+        stop=stop_after_attempt(settings.max_attempts),
         reraise=True,
         retry_error_callback=lambda state: state.outcome.result(),
     )
@@ -113,7 +197,8 @@ class ProviderClient:
     """A dlt `RESTClient` for one provider, with its auth headers, limits and error wording.
 
     `key_setting` names the configuration key to fix when the API rejects the key, e.g.
-    `SOURCES__NEON__API_KEY`.
+    `SOURCES__NEON__API_KEY`. Timeouts and retries follow `retry_settings()` unless given.
+    The header values (the key) are masked in every error, even when a vendor echoes them.
     """
 
     def __init__(
@@ -123,14 +208,23 @@ class ProviderClient:
         headers: Dict[str, str],
         key_setting: str,
         rate_limiter: Optional[RateLimiter] = None,
-        timeout: float = REQUEST_TIMEOUT_S,
-        max_attempts: int = MAX_ATTEMPTS,
+        settings: Optional[RetrySettings] = None,
     ):
         self.provider = provider
         self.key_setting = key_setting
         self.rate_limiter = rate_limiter
         self.base_url = base_url.rstrip("/")
-        self.rest = RESTClient(base_url=self.base_url, headers=headers, session=_session(timeout, max_attempts))
+        self.settings = settings or retry_settings()
+        # the credential headers' values, and the key alone (after `Bearer ` or `Token `)
+        self.secrets = {
+            part
+            for name, value in headers.items()
+            if _is_credential_header(name)
+            for part in (str(value), *str(value).split()[-1:])
+        }
+        for secret in self.secrets:
+            register_secret(secret)
+        self.rest = _RESTClient(base_url=self.base_url, headers=headers, session=_session(self.settings))
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         with _COUNT_LOCK:
@@ -157,8 +251,8 @@ class ProviderClient:
                 data_selector=data_selector,
                 hooks={"response": [self._count, _raise_for_status]},
             )
-        except ProviderError:
-            raise
+        except ProviderError as error:
+            raise error.located(path, window, self.secrets) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
             raise self.error(exc, path, window) from None
 
@@ -170,8 +264,8 @@ class ProviderClient:
             response = self.rest.get(path, params=params, hooks={"response": [self._count]})
             _raise_for_status(response)
             return response.json()
-        except ProviderError:
-            raise
+        except ProviderError as error:
+            raise error.located(path, window, self.secrets) from None
         except Exception as exc:  # noqa: BLE001
             raise self.error(exc, path, window) from None
 
@@ -184,16 +278,37 @@ class ProviderClient:
                 f"check {self.key_setting}"
             )
         elif status is not None:
-            message = f"HTTP {status}{_vendor_detail(exc.response)} after retries"
+            attempts = self.settings.max_attempts if status in DEFAULT_RETRY_STATUS else 1
+            message = f"HTTP {status}{_vendor_detail(exc.response)} after {attempts} attempt(s)"
+        elif isinstance(exc, NotJSON):
+            message = f"malformed response body: {exc}"
         elif isinstance(exc, (json.JSONDecodeError, requests.exceptions.JSONDecodeError, ValueError)):
-            message = f"malformed response body (not JSON): {str(exc)[:80]}"
+            message = f"malformed response body (truncated or not JSON: {' '.join(str(exc).split())[:80]})"
         elif isinstance(exc, requests.exceptions.Timeout):
-            message = "the API did not answer in time after retries; try again later"
+            message = (
+                f"the API did not answer within {self.settings.timeout_s:g} s in "
+                f"{self.settings.max_attempts} attempts; try again later"
+            )
         elif isinstance(exc, requests.exceptions.ConnectionError):
-            message = f"cannot reach {self.base_url} after retries; check the base URL and the network"
+            message = (
+                f"cannot reach {self.base_url} after {self.settings.max_attempts} attempts "
+                "(connection refused or dropped); check the base URL and the network"
+            )
         else:
-            message = f"{type(exc).__name__}: {str(exc)[:200]}"
-        return ProviderError(self.provider, message, endpoint, window, status=status)
+            message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return ProviderError(self.provider, redact(message, self.secrets), endpoint, window, status=status)
+
+
+def _is_credential_header(name: str) -> bool:
+    name = name.lower()
+    return name in ("authorization", "proxy-authorization") or any(word in name for word in ("key", "token", "secret"))
+
+
+class _RESTClient(RESTClient):
+    """dlt's REST client, except that its debug log never shows the request headers (the key)."""
+
+    def _log_request(self, request, prepared_url: str) -> None:  # type: ignore[no-untyped-def]
+        logger.debug(f"Making {request.method.upper()} request to {sanitize_url(prepared_url)}")
 
 
 def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -201,7 +316,10 @@ def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) ->
         raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
     content_type = response.headers.get("Content-Type", "")
     if "json" not in content_type.lower():
-        raise ValueError(f"expected JSON, got {content_type or 'no content type'}")
+        raise NotJSON(
+            f"the API answered {content_type.split(';')[0].strip() or 'no content type'} "
+            f"instead of JSON (HTTP {response.status_code})"
+        )
 
 
 def _vendor_detail(response: Optional[requests.Response]) -> str:

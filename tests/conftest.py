@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import secrets
 import uuid
+from collections import defaultdict
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -137,3 +138,45 @@ def assert_facts_equal(actual: Dict[tuple, Any], expected: Dict[tuple, Any], tol
         if abs(actual[key] - expected[key]) > max(tolerance * abs(expected[key]), 1e-6)
     ]
     assert not wrong, f"{len(wrong)} figures differ, e.g. {wrong[:5]}"
+
+
+# -- the fault-injection report ---------------------------------------------------------------------
+FAULT_PROPERTY = "fault_injected"
+
+
+@pytest.fixture
+def fault_report(record_property):
+    """`fault_report(kind, injected)`: called by a fault test once the run it faulted (and any
+    healthy rerun) ended equal to the simulators' ground truth; summed up after the session."""
+
+    def record(kind: str, injected: int) -> None:
+        assert injected > 0, f"no {kind} fault was served: the test injected nothing"
+        record_property(FAULT_PROPERTY, (kind, injected))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line per fault kind: faults served and runs that ended equal to the ground truth."""
+    kinds: Dict[str, List[int]] = defaultdict(lambda: [0, 0])
+    failed = []
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call" and outcome == "passed":
+                continue
+            if outcome != "passed" and "test_faults" in report.nodeid:
+                failed.append(report.nodeid)
+            for name, value in getattr(report, "user_properties", ()):
+                if name == FAULT_PROPERTY and outcome == "passed":
+                    kinds[value[0]][0] += value[1]
+                    kinds[value[0]][1] += 1
+    if not kinds and not failed:
+        return
+    terminalreporter.section("fault injection")
+    width = max((len(kind) for kind in kinds), default=10)
+    for kind, (injected, runs) in sorted(kinds.items()):
+        terminalreporter.write_line(
+            f"{kind:<{width}}  {injected:>4} injected over {runs:>2} faulted run(s); every run ended equal to the ground truth"
+        )
+    for nodeid in failed:
+        terminalreporter.write_line(f"FAILED {nodeid}")

@@ -47,11 +47,26 @@ class CountPaginator(PageNumberPaginator):
 
 
 def page_count(body: Any) -> int:
-    """The `count` of a usage page, checked: the paging stops by it."""
+    """The `count` of a usage page, checked: the paging stops by it. A count sent as a string
+    (`"86"`) is read as the number."""
     count = body.get("count") if isinstance(body, dict) else None
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+    number = _whole_number(count)
+    if number is None or number < 0:
         raise ProviderError(PROVIDER, f"response has no valid 'count' (got {count!r})", settings.USAGE_PATH)
-    return count
+    return number
+
+
+def _whole_number(value: Any) -> Optional[int]:
+    """An integer from an int, an integral float or a numeric string; None otherwise."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number == number and number.is_integer() else None
 
 
 def auth_header(api_key: str, auth_scheme: str) -> Dict[str, str]:
@@ -88,13 +103,10 @@ def _required(item: Mapping[str, Any], field: str) -> Any:
 
 def _count(item: Mapping[str, Any], field: str) -> int:
     value = _required(item, field)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = _whole_number(value)
+    if number is None:
         raise ProviderError(PROVIDER, f"usage item has a non-integer {field!r}: {value!r}", settings.USAGE_PATH)
-    return value
+    return number
 
 
 def _day(item: Mapping[str, Any]) -> dt.date:

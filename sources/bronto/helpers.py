@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from sources import windows
 from sources.bronto import settings
+from sources.http import redact
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 MS_PER_MINUTE = 60_000
@@ -63,7 +64,11 @@ class Slice:
 
 
 class BodyError(ValueError):
-    """A /usage body the source cannot read; the message names the field."""
+    """A /usage body the source cannot read; the message names the field (and never a
+    credential, even one the body quotes)."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 def _body_error(field: str, detail: str = "") -> BodyError:

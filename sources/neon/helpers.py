@@ -121,28 +121,36 @@ def legacy_params(org_id: str, window: windows.Window) -> Dict[str, Any]:
     }
 
 
-def parse_timestamp(value: Any, field: str, endpoint: str) -> dt.datetime:
+def parse_timestamp(value: Any, field: str, endpoint: str, window: object = None) -> dt.datetime:
     """An RFC 3339 field as an aware UTC datetime; ProviderError naming the field otherwise."""
     try:
         instant = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         instant = None
     if instant is None or instant.tzinfo is None:
-        raise ProviderError(PROVIDER, f"field {field!r} is not an RFC 3339 timestamp: {str(value)[:40]!r}", endpoint)
+        raise ProviderError(PROVIDER, f"field {field!r} is not an RFC 3339 timestamp: {str(value)[:40]!r}", endpoint, window)
     return instant.astimezone(dt.timezone.utc)
 
 
-def _required(record: Mapping[str, Any], field: str, endpoint: str) -> Any:
+def _required(record: Mapping[str, Any], field: str, endpoint: str, window: object = None) -> Any:
     value = record.get(field) if isinstance(record, Mapping) else None
     if value is None:
-        raise ProviderError(PROVIDER, f"response lacks required field {field!r}", endpoint)
+        raise ProviderError(PROVIDER, f"response lacks required field {field!r}", endpoint, window)
     return value
 
 
-def _integer(value: Any, field: str, endpoint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise ProviderError(PROVIDER, f"field {field!r} is not an integer: {str(value)[:40]!r}", endpoint)
-    return int(value)
+def _integer(value: Any, field: str, endpoint: str, window: object = None) -> int:
+    """An integer, also when it arrives as a string (`"120"`, `"120.0"`): Neon documents
+    integers, but a field's JSON type can drift without notice."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip()) if value.strip() else None
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or number != number or number != int(number):
+        raise ProviderError(PROVIDER, f"field {field!r} is not an integer: {str(value)[:40]!r}", endpoint, window)
+    return int(value) if isinstance(value, int) else int(number)
 
 
 def _in_window(day: dt.date, window: Optional[windows.Window]) -> bool:
@@ -153,15 +161,19 @@ def flatten_projects(org_id: str, projects: Iterable[Mapping[str, Any]], window:
     """One row per project × day × metric from a page of the projects endpoint.
 
     `usage_date` is the UTC day of the timeframe's start. Timeframes outside `window` (when
-    given) are dropped, so neighbouring windows never yield the same row twice.
+    given) are dropped, so neighbouring windows never yield the same row twice. Fields Neon adds
+    are ignored and optional ones may go missing; a missing key (`project_id`, `metric_name`),
+    day (`timeframe_start`) or `value` is a ProviderError naming the field.
     """
     endpoint = settings.PROJECTS_PATH
     rows: List[Dict[str, Any]] = []
     for project in projects:
-        project_id = str(_required(project, "project_id", endpoint))
+        project_id = str(_required(project, "project_id", endpoint, window))
         for period in project.get("periods") or ():
             for timeframe in period.get("consumption") or ():
-                start = parse_timestamp(_required(timeframe, "timeframe_start", endpoint), "timeframe_start", endpoint)
+                start = parse_timestamp(
+                    _required(timeframe, "timeframe_start", endpoint, window), "timeframe_start", endpoint, window
+                )
                 end = timeframe.get("timeframe_end")
                 if not _in_window(start.date(), window):
                     continue
@@ -171,15 +183,19 @@ def flatten_projects(org_id: str, projects: Iterable[Mapping[str, Any]], window:
                             "org_id": org_id,
                             "project_id": project_id,
                             "usage_date": start.date(),
-                            "metric_name": str(_required(metric, "metric_name", endpoint)),
-                            "value": _integer(_required(metric, "value", endpoint), "value", endpoint),
-                            "period_id": period.get("period_id"),
-                            "period_plan": period.get("period_plan"),
+                            "metric_name": str(_required(metric, "metric_name", endpoint, window)),
+                            "value": _integer(_required(metric, "value", endpoint, window), "value", endpoint, window),
+                            "period_id": _text(period.get("period_id")),
+                            "period_plan": _text(period.get("period_plan")),
                             "timeframe_start": start,
-                            "timeframe_end": parse_timestamp(end, "timeframe_end", endpoint) if end else None,
+                            "timeframe_end": parse_timestamp(end, "timeframe_end", endpoint, window) if end else None,
                         }
                     )
     return rows
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
 
 
 def flatten_account_periods(org_id: str, periods: Iterable[Mapping[str, Any]], window: Optional[windows.Window] = None) -> List[Dict[str, Any]]:
@@ -205,8 +221,8 @@ def flatten_account_periods(org_id: str, periods: Iterable[Mapping[str, Any]], w
                         "usage_date": start.date(),
                         "metric_name": metric,
                         "value": _integer(timeframe[metric], metric, endpoint),
-                        "period_id": period.get("period_id"),
-                        "period_plan": period.get("period_plan"),
+                        "period_id": _text(period.get("period_id")),
+                        "period_plan": _text(period.get("period_plan")),
                         "timeframe_start": start,
                         "timeframe_end": parse_timestamp(end, "timeframe_end", endpoint) if end else None,
                     }

@@ -1,0 +1,160 @@
+"""Secrets never leave the process that needs them.
+
+The scenarios of the suite run as a scheduler would run them, with recognisable API keys (good
+ones and wrong ones) and a recognisable Postgres password: nightly and backfill loads, models,
+checks and status on DuckDB and Postgres, rejected keys, a vendor that quotes the key back in
+its error, an unreachable warehouse, with debug logging on. Then every captured output, every
+file under DLT_DATA_DIR (logs, dlt's traces, state, schemas and load packages) and beside the
+warehouse, and every text column of every table of both warehouses (dlt's compressed state
+included) is searched for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import gzip
+import os
+import secrets
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+from typing import Dict, List
+from urllib.parse import urlsplit
+
+import pytest
+
+from pipelines import config
+from simulators.base import FOREVER, Fault, Simulator
+from tests.conftest import query, yesterday
+from tests.providers import PROVIDER_NAMES, case
+from tests.test_faults import FAST_RETRIES, SMALL, walk
+from tests.test_faults_config import closed_port
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = f"Zq{secrets.token_hex(5)}"
+"""Part of every secret below, and of nothing else."""
+KEYS = {provider: f"{MARK}-key-{provider}" for provider in PROVIDER_NAMES}
+WRONG_KEY = f"{MARK}-wrong-key"
+"""A key the API rejects."""
+PG_PASSWORD = f"{MARK}-pg"
+
+
+@pytest.fixture
+def sims(monkeypatch):
+    started: Dict[str, Simulator] = {}
+    for provider in PROVIDER_NAMES:
+        provider_case = case(provider)
+        sim = provider_case.make_simulator(api_key=KEYS[provider], seed=5, **SMALL.get(provider, {})).start()
+        started[provider] = sim
+        for name, value in provider_case.env(sim).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv(config.env_name(provider, "start_date"), (yesterday() - dt.timedelta(days=3)).isoformat())
+    for name, value in {**FAST_RETRIES, "LOG_LEVEL": "DEBUG", "RUNTIME__LOG_LEVEL": "DEBUG"}.items():
+        monkeypatch.setenv(name, value)
+    yield started
+    for sim in started.values():
+        sim.stop()
+
+
+def with_password(url: str, port: int = 0) -> str:
+    """`url` with PG_PASSWORD as its password (any works with trust auth), and maybe another port."""
+    parts = urlsplit(url)
+    netloc = f"{parts.username}:{PG_PASSWORD}@{parts.hostname}:{port or parts.port or 5432}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+class Outputs:
+    """Runs commands as cron would, keeping everything they print, also in a log file."""
+
+    def __init__(self):
+        self.captured: List[str] = []
+        self.log_file = Path(os.environ["DLT_DATA_DIR"]) / "logs" / "nightly.log"
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+
+    def run(self, *args: str, env: Dict[str, str] = None) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})}, timeout=300)
+        self.captured += [done.stdout, done.stderr]
+        with self.log_file.open("a") as log:
+            log.write(done.stdout + done.stderr)
+        return done
+
+
+def leaks_in_files(root: Path) -> List[str]:
+    found = []
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            try:
+                data += gzip.decompress(data)
+            except OSError:
+                pass
+        if MARK.encode() in data:
+            found.append(str(path))
+    return found
+
+
+TEXT_TYPES = ("varchar", "text", "character varying", "json", "jsonb")
+
+
+def leaks_in_warehouse(destination: str) -> List[str]:
+    found = []
+    columns = query(destination, "select table_schema, table_name, column_name, data_type from information_schema.columns "
+                                 "where table_schema not in ('information_schema', 'pg_catalog')")
+    for schema, table, column, data_type in columns:
+        if data_type.lower() not in TEXT_TYPES:
+            continue
+        (hits,), = query(destination, f'select count(*) from "{schema}"."{table}" where cast("{column}" as varchar) like \'%{MARK}%\'')
+        if hits:
+            found.append(f"{schema}.{table}.{column}")
+        if table == "_dlt_pipeline_state" and column == "state":
+            # dlt keeps the pipeline state compressed: look inside too
+            for (state,) in query(destination, f'select "state" from "{schema}"."{table}"'):
+                if MARK in zlib.decompress(base64.b64decode(state)).decode():
+                    found.append(f"{schema}.{table}.state (decompressed)")
+    return found
+
+
+def test_no_secret_appears_in_any_output_file_or_table(sims, monkeypatch, tmp_path, postgres_url):
+    outputs = Outputs()
+    last = yesterday()
+
+    # a normal night (loads, models, checks) and a backfill, on DuckDB
+    assert outputs.run("nightly").returncode == 0
+    assert outputs.run("backfill", "--provider", "all", "--start", (last - dt.timedelta(days=5)).isoformat(),
+                       "--end", (last - dt.timedelta(days=4)).isoformat()).returncode == 0
+
+    # a night where every provider fails: a wrong key, a vendor quoting the key it refused, and
+    # bodies quoting the key in a field
+    wrong = {config.env_name("rafay", "api_key"): WRONG_KEY}
+    echo = sims["adverity"].inject(Fault(status=401, body={"detail": f"Invalid token {KEYS['adverity']}."}, times=FOREVER))
+    quoted = [
+        sims["bronto"].inject(Fault(kind="mutate", mutate=lambda body: {**body, "id": KEYS["bronto"]}, times=FOREVER)),
+        sims["neon"].inject(Fault(kind="mutate", times=FOREVER, mutate=lambda body: walk(
+            body, lambda obj: {**obj, "value": KEYS["neon"]} if "metric_name" in obj else obj))),
+    ]
+    done = outputs.run("nightly", env=wrong)
+    assert done.returncode == config.EXIT_FAILED and echo.served and all(fault.served for fault in quoted)
+    assert len([line for line in done.stdout.splitlines() if line.startswith("FAILED ")]) == len(PROVIDER_NAMES), done.stdout
+    assert "Invalid token ***." in done.stdout, done.stdout
+    for sim in sims.values():
+        sim.clear_faults()
+
+    # Postgres with a password in the URL; then a Postgres that is not there
+    pg = {"DESTINATION": "postgres", "DESTINATION__POSTGRES__CREDENTIALS": with_password(postgres_url)}
+    assert outputs.run("nightly", env=pg).returncode == 0
+    assert outputs.run("status", env=pg).returncode == 0
+    down = dict(pg, DESTINATION__POSTGRES__CREDENTIALS=with_password(postgres_url, port=closed_port()))
+    assert outputs.run("nightly", env=down).returncode == config.EXIT_CONFIG
+
+    leaks = [f"output of run {i // 2 + 1}" for i, text in enumerate(outputs.captured) if MARK in text]
+    leaks += leaks_in_files(tmp_path)
+    leaks += [f"duckdb {where}" for where in leaks_in_warehouse("duckdb")]
+    leaks += [f"postgres {where}" for where in leaks_in_warehouse("postgres")]
+    assert not leaks, f"a secret appears in: {leaks}"
+    # the search itself works: the log file holds what the runs printed
+    assert outputs.log_file.stat().st_size > 0 and (Path(os.environ["DLT_DATA_DIR"]) / "pipelines").exists()
