@@ -82,6 +82,7 @@ class AdveritySimulator(Simulator):
         self.links = links
         self.extra_fields = extra_fields
         self.max_page_size = max_page_size
+        self._items_cache: Dict[tuple, List[Dict[str, Any]]] = {}
         self.workspaces: List[Workspace] = []
         for index in range(n_workspaces):
             parent = None if index == 0 else self.workspaces[0 if index % 3 else index - 1].id
@@ -153,12 +154,7 @@ class AdveritySimulator(Simulator):
     def rows(self, first: dt.date, last: dt.date) -> List[Dict[str, Any]]:
         """Daily rows of an inclusive range as the API would list them (capped to yesterday)."""
         last = min(last, self.today() - ONE_DAY)
-        out: List[Dict[str, Any]] = []
-        day = first
-        while day <= last:
-            out.extend(self.daily_rows(day))
-            day += ONE_DAY
-        return out
+        return list(self._items("daily", first, last, self.visible_workspaces(), set()))
 
     def truth(self, first: dt.date, last: dt.date) -> List[Dict[str, Any]]:
         facts = []
@@ -205,15 +201,7 @@ class AdveritySimulator(Simulator):
         all_streams = {d for w in self.visible_workspaces() for d in w.datastream_ids}
         known_streams = {d for d in request.query.get("datastream_id", []) if d in all_streams}
 
-        items: List[Dict[str, Any]] = []
-        day = first
-        while day <= last:
-            for row in self.daily_rows(day, workspaces):
-                if not known_streams or row["datastream_id"] in known_streams:
-                    items.append(row)
-            day += ONE_DAY
-        if granularity == "monthly":
-            items = self._monthly(items)
+        items = self._items(granularity, first, last, workspaces, known_streams)
 
         page_size = _positive_int(request.one("page_size"), DEFAULT_PAGE_SIZE, self.max_page_size)
         page_text = request.one("page") or "1"
@@ -230,6 +218,30 @@ class AdveritySimulator(Simulator):
             body["previous"] = self._page_link(request, page - 1) if page > 1 else None
         body["items"] = page_items
         return Response(200, body)
+
+    def _items(self, granularity: str, first: dt.date, last: dt.date, workspaces: List[Workspace],
+               streams: set) -> List[Dict[str, Any]]:
+        """Every row a query matches, in the API's order. The last few answers are kept, so paging
+        through a large range does not recompute the whole range for every page."""
+        key = (granularity, first, last, tuple(w.id for w in workspaces), frozenset(streams))
+        with self.lock:
+            cached = self._items_cache.get(key)
+        if cached is not None:
+            return cached
+        items: List[Dict[str, Any]] = []
+        day = first
+        while day <= last:
+            for row in self.daily_rows(day, workspaces):
+                if not streams or row["datastream_id"] in streams:
+                    items.append(row)
+            day += ONE_DAY
+        if granularity == "monthly":
+            items = self._monthly(items)
+        with self.lock:
+            if len(self._items_cache) >= 4:
+                self._items_cache.pop(next(iter(self._items_cache)))
+            self._items_cache[key] = items
+        return items
 
     def _monthly(self, items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         """Daily rows rolled up per month; unique rows are counted per month, not summed."""

@@ -134,8 +134,11 @@ def test_days_are_fetched_concurrently_and_yielded_in_order(env):
         assert len(slow.requests) == 5  # one page per day at the default page size
         # the first day alone, then the other four at once (the server saw them overlap)
         assert slow.max_concurrency == 4, slow.max_concurrency
-    days = [table.column("usage_date")[0].as_py() for table in tables]
-    assert days == sorted(days) and days[0] == FIRST and days[-1] == LAST
+    # usage and its parameters each in day order, several days to a table (BATCH_ROWS)
+    for parameters in (False, True):
+        days = [day for table in tables if ("parameter_name" in table.column_names) == parameters
+                for day in table.column("usage_date").to_pylist()]
+        assert days == sorted(days) and days[0] == FIRST and days[-1] == LAST
 
 
 def test_ordered_map_keeps_order_and_bounds_the_pool():

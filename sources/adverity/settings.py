@@ -24,9 +24,9 @@ PAGE_SIZE = 100
 """The API's documented maximum; pages are numbered from 1."""
 FIRST_PAGE = 1
 
-WINDOW_DAYS = 31
-"""Days per request window. The API documents no range limit; a month keeps each window's
-paging short and lets an error name a small range."""
+# No WINDOW_DAYS: the API documents no range limit, and the pages of one window are full up to
+# the last, so the whole range is one request window; cutting it would cost up to one short
+# page per piece.
 
 MAX_CONCURRENT_REQUESTS = 1
 """No rate limit is documented, but Adverity asks for one call at a time: requests are sequential."""

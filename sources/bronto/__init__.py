@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Iterator, Optional, Sequence, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import dlt
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pyarrow as pa
 from sources import windows
 from sources.bronto import helpers, settings
 from sources.http import ProviderClient, ProviderError, RateLimiter
+from sources.merge import row_key_hints
 
 Day = Union[str, dt.date, None]
 logger = logging.getLogger(__name__)
@@ -50,38 +52,43 @@ def bronto_source(
         raise ValueError(f"unknown Bronto usage_types {unknown}; use any of {', '.join(settings.USAGE_TYPES)}")
     first = windows.parse_day(start_date, "SOURCES__BRONTO__START_DATE") if start_date else windows.default_start_date()
     last = windows.parse_day(end_date, "end_date") if end_date else None
-    client = ProviderClient(
-        "bronto", base_url, {settings.API_KEY_HEADER: api_key}, key_setting=settings.API_KEY_SETTING,
-        rate_limiter=RateLimiter(settings.RATE_LIMIT, settings.RATE_PERIOD_S, burst=settings.RATE_BURST),
-    )
+    limiter = RateLimiter(settings.RATE_LIMIT, settings.RATE_PERIOD_S, burst=settings.RATE_BURST)
+
+    def client() -> ProviderClient:
+        # one client (one HTTP session) per concurrent request; all of them share the pace
+        return ProviderClient("bronto", base_url, {settings.API_KEY_HEADER: api_key},
+                              key_setting=settings.API_KEY_SETTING, rate_limiter=limiter)
+
     return usage_resource(client, tuple(usage_types), first, last, lookback_days)
 
 
-def usage_resource(client: ProviderClient, usage_types: Sequence[str], first: dt.date, last: Optional[dt.date],
-                   lookback_days: int):
-    """The `usage_slices` resource bound to one client and date range (a fresh cursor)."""
+def usage_resource(client: Callable[[], ProviderClient], usage_types: Sequence[str], first: dt.date,
+                   last: Optional[dt.date], lookback_days: int):
+    """The `usage_slices` resource bound to a client factory and date range (a fresh cursor)."""
 
     @dlt.resource(
         name=settings.USAGE_TABLE,
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-        primary_key=list(settings.USAGE_PRIMARY_KEY),
         merge_key=list(settings.USAGE_MERGE_KEY),
+        columns=row_key_hints(settings.USAGE_PRIMARY_KEY),
     )
     def usage_slices(usage_date=windows.day_cursor(first, last, lookback_days)) -> Iterator[pa.Table]:
         """Slices of each usage type split into UTC days; one Arrow table per usage type.
 
-        One request per usage type, one after the other (a rejected key stops at the first):
-        `Last <N> minutes` with N reaching a little before the first day's midnight and
-        `num_of_slices = min(720, N)`; keeps the days of the window the slices fully cover.
+        One request per usage type: `Last <N> minutes` with N reaching a little before the
+        first day's midnight and `num_of_slices = min(720, N)`; keeps the days of the window the
+        slices fully cover. The first usage type is asked alone, so a rejected key fails after
+        one request; the others are independent and asked at the same time.
         """
         window = windows.range_to_load(usage_date)
-        if window is None:
+        if window is None or not usage_types:
             return
         now = windows.utc_now()
         minutes = helpers.window_minutes(now, window.first)
-        for usage_type in usage_types:
+
+        def fetch(usage_type: str) -> pa.Table:
             params = helpers.usage_params(usage_type, minutes)
-            body = client.get_json(settings.USAGE_PATH, params=params, window=window)
+            body = client().get_json(settings.USAGE_PATH, params=params, window=window)
             try:
                 rows = helpers.flatten_usage(
                     body, usage_type, minutes * helpers.MS_PER_MINUTE, params["num_of_slices"],
@@ -99,6 +106,13 @@ def usage_resource(client: ProviderClient, usage_types: Sequence[str], first: dt
                 # the server's "now" is behind ours: the next run reads the last day again
                 logger.warning("bronto: %s slices end before %s is complete; loaded %s..%s",
                                usage_type, window.last, days[0], days[-1])
-            yield helpers.usage_table(rows)
+            return helpers.usage_table(rows)
+
+        first_type, *other_types = usage_types
+        yield fetch(first_type)
+        if other_types:
+            with ThreadPoolExecutor(len(other_types), thread_name_prefix="bronto-usage") as pool:
+                yield from pool.map(fetch, other_types)
 
     return usage_slices
+

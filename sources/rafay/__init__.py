@@ -8,11 +8,19 @@ from typing import Iterator, List, Optional, Tuple, Union
 
 import dlt
 import pyarrow as pa
+from dlt.common.jsonpath import compile_path
 
 from sources import windows
 from sources.http import ProviderClient, ProviderError
+from sources.merge import row_key_hints
 
 from . import helpers, settings
+
+WHOLE_BODY = compile_path("$")
+"""The page's selector, compiled once: dlt would parse a selector string again for every page."""
+BATCH_ROWS = 20_000
+"""Rows (usage and parameters) gathered over consecutive days before they are yielded: each
+yielded item costs dlt a few milliseconds, and a day holds only a few thousand rows."""
 
 
 @dlt.source(name="rafay", section="rafay", max_table_nesting=0)
@@ -76,39 +84,57 @@ def rafay_source(
     def load(
         usage_date, table_name: str, path: str, level: helpers.UsageLevel, page_size: int
     ) -> Iterator[object]:
-        """One resource's days: a window per day, fetched concurrently, yielded in day order."""
+        """One resource's days: a window per day, fetched concurrently, yielded in day order,
+        several days to a table."""
         window = windows.range_to_load(usage_date)
         if window is None:
             return
         parameter_hints = dlt.mark.make_hints(
             table_name=table_name + settings.PARAMETERS_TABLE_SUFFIX,
             write_disposition=settings.MERGE,
-            primary_key=level.parameter_primary_key,
+            columns=row_key_hints(level.parameter_primary_key),
             merge_key=settings.MERGE_KEY,
         )
 
         def fetch_day(day_window: windows.Window) -> Tuple[pa.Table, pa.Table]:
-            rows: List[dict] = []
-            parameters: List[dict] = []
+            # each page becomes Arrow at once: a day of a large controller spans many pages, and
+            # rows held as Python dicts take ten times the memory
+            tables: List[pa.Table] = []
+            parameter_tables: List[pa.Table] = []
             paginator = helpers.UsagePaginator(page_size, level.key_fields, path, day_window)
-            for page in client().paginate(path, helpers.window_params(day_window), paginator, "$", day_window):
+            for page in client().paginate(path, helpers.window_params(day_window), paginator, WHOLE_BODY, day_window):
                 for envelope in page:
                     page_rows, page_parameters = level.flatten(envelope, day_window.first, path, day_window)
-                    rows.extend(page_rows)
-                    parameters.extend(page_parameters)
-            return helpers.to_table(rows, level.schema), helpers.to_table(parameters, level.parameter_schema)
+                    tables.append(helpers.to_table(page_rows, level.schema))
+                    parameter_tables.append(helpers.to_table(page_parameters, level.parameter_schema))
+            return (pa.concat_tables(tables) if tables else helpers.to_table([], level.schema),
+                    pa.concat_tables(parameter_tables) if parameter_tables else helpers.to_table([], level.parameter_schema))
 
-        day_windows = windows.split(window.first, window.last, settings.MAX_WINDOW_DAYS)
-        for table, parameter_table in helpers.ordered_map(fetch_day, day_windows, max_workers):
+        def batch(tables: List[pa.Table], parameter_tables: List[pa.Table]) -> Iterator[object]:
+            table, parameter_table = pa.concat_tables(tables), pa.concat_tables(parameter_tables)
             if table.num_rows:
                 yield table
             if parameter_table.num_rows:
                 yield dlt.mark.with_hints(parameter_table, parameter_hints, create_table_variant=True)
 
+        day_windows = windows.split(window.first, window.last, settings.MAX_WINDOW_DAYS)
+        tables: List[pa.Table] = []
+        parameter_tables: List[pa.Table] = []
+        held = 0
+        for table, parameter_table in helpers.ordered_map(fetch_day, day_windows, max_workers):
+            tables.append(table)
+            parameter_tables.append(parameter_table)
+            held += table.num_rows + parameter_table.num_rows
+            if held >= BATCH_ROWS:
+                yield from batch(tables, parameter_tables)
+                tables, parameter_tables, held = [], [], 0
+        if tables:
+            yield from batch(tables, parameter_tables)
+
     @dlt.resource(
         write_disposition=settings.MERGE,
-        primary_key=settings.INSTANCE_PRIMARY_KEY,
         merge_key=settings.MERGE_KEY,
+        columns=row_key_hints(settings.INSTANCE_PRIMARY_KEY),
     )
     def compute_instance_usage(usage_date=cursor()):
         """Hours each compute instance ran per UTC day, with its sizes in
@@ -119,8 +145,8 @@ def rafay_source(
 
     @dlt.resource(
         write_disposition=settings.MERGE,
-        primary_key=settings.INSTANCE_PRIMARY_KEY,
         merge_key=settings.MERGE_KEY,
+        columns=row_key_hints(settings.INSTANCE_PRIMARY_KEY),
     )
     def service_instance_usage(usage_date=cursor()):
         """Hours each service instance ran per UTC day, with its sizes and quantities (e.g.
@@ -131,8 +157,8 @@ def rafay_source(
 
     @dlt.resource(
         write_disposition=settings.MERGE,
-        primary_key=settings.PROFILE_PRIMARY_KEY,
         merge_key=settings.MERGE_KEY,
+        columns=row_key_hints(settings.PROFILE_PRIMARY_KEY),
     )
     def compute_profile_usage(usage_date=cursor()):
         """Hours per compute profile, tenant org and UTC day (summed over its instances), with
@@ -143,8 +169,8 @@ def rafay_source(
 
     @dlt.resource(
         write_disposition=settings.MERGE,
-        primary_key=settings.PROFILE_PRIMARY_KEY,
         merge_key=settings.MERGE_KEY,
+        columns=row_key_hints(settings.PROFILE_PRIMARY_KEY),
     )
     def service_profile_usage(usage_date=cursor()):
         """Hours per service profile, tenant org and UTC day (from `service_profile_path`), with
