@@ -436,3 +436,64 @@ def test_a_server_clock_ahead_of_ours_fails_instead_of_skipping_the_first_day(si
     result = load_provider("bronto", "duckdb", start_date=ODD_NOW.date() - 2 * ONE_DAY)
     assert result.status == "failed"
     assert "do not cover" in result.error and str(ODD_NOW.date() - 2 * ONE_DAY) in result.error
+
+
+# -- backfills of past days: /usage/organizations/logs, exact ----------------------------------
+def test_a_backfill_of_old_days_reads_exact_days_from_the_per_log_endpoint(sim):
+    last = ODD_NOW.date() - 50 * ONE_DAY
+    first = last - 9 * ONE_DAY
+    result = load(start_date=first, end_date=last)
+    assert result.days == set(windows.days(first, last))
+    # one minute of /usage names the organization; then one absolute request per usage type
+    probe, *logs = sim.requests
+    assert probe.path == settings.USAGE_PATH and probe.one("time_range") == "Last 1 minute"
+    assert sorted(r.one("usage_type") for r in logs) == sorted(settings.USAGE_TYPES)
+    for request in logs:
+        assert request.path == settings.LOGS_USAGE_PATH and "time_range" not in request.query
+        assert int(request.one("from_ts")) == us(windows.midnight(first)) // 1000
+        assert int(request.one("to_ts")) == us(windows.midnight(last + ONE_DAY)) // 1000
+        assert request.one("num_of_slices") == "10" and request.one("limit") == str(settings.LOGS_LIMIT)
+    # day slices from midnight to midnight: every day equals the truth to the byte
+    rows = stored_slices()
+    assert all(from_us(r["end_us"]) - from_us(r["start_us"]) == ONE_DAY for r in rows)
+    expected = truth_rows(sim, first, last)
+    assert loaded_facts().keys() == expected.keys()
+    assert all(rel(value, expected[key]) < 1e-9 for key, value in loaded_facts().items())
+    # and again: identical, nothing doubled
+    before = loaded_facts()
+    load(start_date=first, end_date=last)
+    assert loaded_facts() == before
+
+
+def test_recent_backfills_stay_on_the_relative_endpoint(sim):
+    last = ODD_NOW.date() - 20 * ONE_DAY
+    load(start_date=last - 3 * ONE_DAY, end_date=last)
+    assert_every_query_relative(sim)
+
+
+def test_as_many_logs_as_the_endpoint_lists_fails_instead_of_undercounting(monkeypatch):
+    with BrontoSimulator(api_key=KEY, seed=5, clock=windows.utc_now, n_logs=settings.LOGS_LIMIT + 3) as crowded:
+        set_now(monkeypatch, ODD_NOW)
+        configure(monkeypatch, crowded)
+        last = ODD_NOW.date() - 40 * ONE_DAY
+        result = load_provider("bronto", "duckdb", start_date=last - ONE_DAY, end_date=last)
+    assert result.status == "failed"
+    assert "lists 500 logs, its maximum" in result.error and settings.LOGS_USAGE_PATH in result.error
+    assert "backfill days of the last 30 days" in result.error
+    assert not warehouse_has_rows()
+
+
+def warehouse_has_rows() -> bool:
+    try:
+        return bool(warehouse(f"select count(*) from raw_bronto.{settings.USAGE_TABLE}")[0][0])
+    except Exception:  # noqa: BLE001 - no table: nothing was loaded
+        return False
+
+
+def test_log_slices_off_midnight_are_a_body_error():
+    day = dt.date(2026, 3, 1)
+    body = {"name": "x", "groups_series": [{"timeseries": [series_entry(us(windows.midnight(day)) // 1000 + 1, 1, 5)]}]}
+    with pytest.raises(helpers.BodyError, match=r"timeseries\[\].@timestamp"):
+        helpers.flatten_logs_usage(body, "org", "ingestion", day, day, ODD_NOW)
+    empty = helpers.flatten_logs_usage({"groups_series": []}, "org", "ingestion", day, day + ONE_DAY, ODD_NOW)
+    assert [(r["usage_date"], r["day_bytes"]) for r in empty] == [(day, 0.0), (day + ONE_DAY, 0.0)]

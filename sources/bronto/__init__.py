@@ -37,6 +37,11 @@ def bronto_source(
     share in the day in proportion to time (`day_bytes`, `day_count`). Only complete days that
     the slices fully cover are written, and a reload replaces a day's slices whole.
 
+    A backfill (`end_date` given) reaching back more than EXACT_RELATIVE_DAYS, where /usage's
+    slices would be wider than an hour, reads `/usage/organizations/logs` instead: an absolute
+    window from midnight to midnight in one slice per day, summed over the logs, so past days are
+    exact.
+
     Args:
         api_key: an API key with the usage privilege (SOURCES__BRONTO__API_KEY).
         base_url: the region's API host, default the EU one https://api.eu.bronto.io
@@ -84,6 +89,9 @@ def usage_resource(client: Callable[[], ProviderClient], usage_types: Sequence[s
         if window is None or not usage_types:
             return
         now = windows.utc_now()
+        if last is not None and windows.midnight(window.first) < now - dt.timedelta(days=settings.EXACT_RELATIVE_DAYS):
+            yield from exact_days(client, usage_types, window, now)
+            return
         minutes = helpers.window_minutes(now, window.first)
 
         def fetch(usage_type: str) -> pa.Table:
@@ -116,3 +124,33 @@ def usage_resource(client: Callable[[], ProviderClient], usage_types: Sequence[s
 
     return usage_slices
 
+
+def exact_days(client: Callable[[], ProviderClient], usage_types: Sequence[str], window: windows.Window,
+               now: dt.datetime) -> Iterator[pa.Table]:
+    """A backfill's past days from /usage/organizations/logs: per usage type one request per
+    LOGS_MAX_SLICES days, `from_ts`/`to_ts` on UTC midnights and one slice per day, the logs summed.
+
+    That endpoint does not name the organization, so one minute of /usage is asked for first
+    (which also fails fast on a rejected key).
+    """
+    probe = helpers.usage_params(usage_types[0], 1)
+    body = client().get_json(settings.USAGE_PATH, params=probe, window=window)
+    try:
+        organization = helpers.organization_id(helpers.select_usage(body, usage_types[0]))
+    except helpers.BodyError as exc:
+        raise ProviderError("bronto", f"{usage_types[0]} usage: {exc}", settings.USAGE_PATH, window) from None
+
+    def fetch(job) -> pa.Table:
+        usage_type, piece = job
+        params = helpers.logs_params(usage_type, piece.first, piece.last)
+        answer = client().get_json(settings.LOGS_USAGE_PATH, params=params, window=piece)
+        try:
+            rows = helpers.flatten_logs_usage(answer, organization, usage_type, piece.first, piece.last, now)
+        except helpers.BodyError as exc:
+            raise ProviderError("bronto", f"{usage_type} usage: {exc}", settings.LOGS_USAGE_PATH, piece) from None
+        return helpers.usage_table(rows)
+
+    jobs = [(usage_type, piece) for piece in windows.split(window.first, window.last, settings.LOGS_MAX_SLICES)
+            for usage_type in usage_types]
+    with ThreadPoolExecutor(len(usage_types), thread_name_prefix="bronto-logs") as pool:
+        yield from pool.map(fetch, jobs)

@@ -196,6 +196,63 @@ def flatten_usage(body: Any, usage_type: str, range_ms: float, num_of_slices: in
     return [{**common, **row} for row in day_rows(series_slices(usage, range_ms, num_of_slices), first, last)]
 
 
+def logs_params(usage_type: str, first: dt.date, last: dt.date) -> Dict[str, Any]:
+    """Query of one /usage/organizations/logs request: first..last from midnight to midnight,
+    one slice per UTC day, as many logs as the endpoint lists."""
+    return {
+        "from_ts": int(to_ms(windows.midnight(first))),
+        "to_ts": int(to_ms(windows.midnight(last + dt.timedelta(days=1)))),
+        "usage_type": usage_type,
+        "num_of_slices": (last - first).days + 1,
+        "limit": settings.LOGS_LIMIT,
+    }
+
+
+def flatten_logs_usage(body: Any, organization: str, usage_type: str, first: dt.date, last: dt.date,
+                       fetched_at: dt.datetime) -> List[Dict[str, Any]]:
+    """A /usage/organizations/logs body (asked with `logs_params`) to rows of the raw table: the
+    logs' day slices summed, one row per day of first..last, exact (no slice straddles midnight).
+
+    A day no log wrote to counts zero bytes. Slices off the days' midnights, or as many logs as
+    the endpoint's maximum (some may be missing from the sum), are a BodyError.
+    """
+    if not isinstance(body, Mapping):
+        raise _body_error("groups_series", f"cannot be read from a {type(body).__name__} body")
+    groups = body.get("groups_series")
+    if not isinstance(groups, list):
+        raise _body_error("groups_series", "is missing or not a list")
+    if len(groups) >= settings.LOGS_LIMIT:
+        raise BodyError(
+            f"{settings.LOGS_USAGE_PATH} lists {len(groups)} logs, its maximum, so logs beyond them may be "
+            f"missing from the total; backfill days of the last {settings.EXACT_RELATIVE_DAYS} days, which "
+            f"{settings.USAGE_PATH} answers for the whole organization"
+        )
+    days = list(windows.days(first, last))
+    totals = {to_ms(windows.midnight(day)): [0.0, 0] for day in days}
+    for group in groups:
+        series = group.get("timeseries") if isinstance(group, Mapping) else None
+        if not isinstance(series, list):
+            raise _body_error("groups_series[].timeseries", "is missing or not a list")
+        for entry in series:
+            start = _number(entry, "@timestamp")
+            if start not in totals:
+                raise _body_error("groups_series[].timeseries[].@timestamp",
+                                  f"is not a UTC midnight of {first}..{last} (got {int(start)})")
+            totals[start][0] += _number(entry, "value")
+            totals[start][1] += int(round(_number(entry, "count")))
+    is_exact = body.get("is_exact")
+    common = {
+        "organization_id": organization,
+        "usage_type": usage_type,
+        "usage_id": f"{organization}#{usage_type}-logs_usage",
+        "usage_name": body.get("name"),
+        "is_exact": is_exact if isinstance(is_exact, bool) else None,
+        "fetched_at": fetched_at,
+    }
+    slices = [Slice(start, start + MS_PER_DAY, value, count) for start, (value, count) in sorted(totals.items())]
+    return [{**common, **row} for row in day_rows(slices, first, last)]
+
+
 def usage_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Rows to a pyarrow table with the raw table's explicit schema."""
     return pa.Table.from_pylist(list(rows), schema=settings.USAGE_SCHEMA)

@@ -13,7 +13,17 @@ REQUIRED_SETTINGS = ("api_key",)
 API_KEY_HEADER = "X-BRONTO-API-KEY"
 USAGE_PATH = "/usage"
 LOGS_USAGE_PATH = "/usage/organizations/logs"
-"""Per-log usage (top N logs only): not loaded, the organization's totals come from USAGE_PATH."""
+"""Per-log usage over an absolute `from_ts`/`to_ts` window (top N logs): summed over the logs, it
+gives exact days in the past, where /usage's window (ending now) would be cut into slices wider
+than an hour that straddle midnight."""
+LOGS_MAX_SLICES = 1440
+"""The documented maximum `num_of_slices` of LOGS_USAGE_PATH: one slice per day, 1440 days a request."""
+LOGS_LIMIT = 500
+"""The documented maximum `limit` (top N logs). An answer with this many logs may leave logs out,
+so their sum could undercount: such a window fails instead of loading a short total."""
+EXACT_RELATIVE_DAYS = 30
+"""How far back /usage still answers a window in slices of at most an hour (720 slices x 1 h).
+A backfill reaching further back reads LOGS_USAGE_PATH, whose slices are whole UTC days."""
 
 USAGE_TYPES = ("ingestion", "search", "export")
 
