@@ -9,7 +9,7 @@ export DESTINATION
 PROVIDER ?= all
 WAIT ?= 0
 
-.PHONY: demo test nightly backfill models check status simulators clean
+.PHONY: demo test bench nightly backfill models check status simulators clean
 
 $(STAMP): requirements.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -22,6 +22,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pipelines bench $(BENCH_ARGS)
 
 nightly: $(STAMP)
 	$(PY) -m pipelines nightly --destination $(DESTINATION) $(if $(PROVIDERS),--providers $(PROVIDERS)) --wait $(WAIT)
@@ -42,4 +45,4 @@ simulators: $(STAMP)
 	$(PY) -m simulators
 
 clean:
-	rm -rf data/demo .pytest_cache
+	rm -rf data/demo data/bench .pytest_cache

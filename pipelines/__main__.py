@@ -24,6 +24,27 @@ def _setup_logging() -> None:
     logging.getLogger("dlt").setLevel(logging.WARNING)
 
 
+def _lean_allocators() -> None:
+    """Have freed memory go back to the system instead of staying with the thread that freed it.
+
+    glibc gives each thread that allocates an arena of its own, which keeps what was freed in
+    it (a per-thread high-water mark), and Arrow's default pool (jemalloc) keeps freed memory
+    too. A nightly runs a thread per provider plus Rafay's and Bronto's request threads: one
+    arena and the system pool take about 40 MB off its peak for the same work. Set first thing,
+    before any thread exists (later, the arenas already made stay); best effort off glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description="Usage metrics ELT")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     models_cmd.add_argument("--start", default=None, help="first day YYYY-MM-DD (inclusive)")
     models_cmd.add_argument("--end", default=None, help="last day YYYY-MM-DD (inclusive)")
     with_destination(commands.add_parser("check", help="model tests and freshness; non-zero on failure"))
+    commands.add_parser("bench", add_help=False,
+                        help="the pipeline against a bare requests+pyarrow+duckdb loader (bench --help)")
     return parser
 
 
@@ -148,6 +171,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _lean_allocators()
+    if argv[:1] == ["bench"]:
+        from pipelines import bench
+
+        return bench.main(argv[1:])
     args = _parser().parse_args(argv)
     _setup_logging()
     handler = {

@@ -57,14 +57,13 @@ def load_side_by_side(providers: Sequence[str], dest: config.Destination) -> Lis
     """
     if len(providers) <= 1:
         return [load_provider(provider, dest=dest) for provider in providers]
-    _release_freed_memory()
     with ThreadPoolExecutor(max_workers=len(providers), thread_name_prefix="nightly") as pool:
         results = list(pool.map(lambda provider: load_provider(provider, dest=dest), providers))
     _trim()
     return results
 
 
-DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_MEMORY_LIMIT = "96MB"
 """DuckDB's memory during a nightly run (DESTINATION__DUCKDB__MEMORY_LIMIT): merges and model
 builds beyond it spill to disk instead of growing with the data."""
 
@@ -87,6 +86,7 @@ def _one_database(dest: config.Destination) -> Iterator[None]:
     limit = str(dlt.config.get("destination.duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT)
     try:
         connection.execute("set memory_limit = ?", [limit])
+        connection.execute("set preserve_insertion_order = false")
     except duckdb.Error as exc:
         connection.close()
         raise config.ConfigError(f"DESTINATION__DUCKDB__MEMORY_LIMIT={limit!r} is not a memory size, e.g. 256MB ({exc})") from None
@@ -94,23 +94,6 @@ def _one_database(dest: config.Destination) -> Iterator[None]:
         yield
     finally:
         connection.close()
-
-
-def _release_freed_memory() -> None:
-    """Let the allocators hand freed memory back: Arrow's default pool (jemalloc) keeps it, and
-    glibc gives every thread an arena of its own that keeps it too (a per-thread high-water
-    mark). Set before the provider threads start; best effort elsewhere than Linux."""
-    import ctypes
-    import ctypes.util
-
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX: two arenas whatever the number of threads
-    except (OSError, AttributeError):
-        pass
 
 
 def _trim() -> None:
