@@ -15,6 +15,7 @@ The limits are dlt's own runtime settings, so one place configures every HTTP ca
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from collections import Counter
@@ -237,20 +238,27 @@ class ProviderClient:
         paginator: BasePaginator,
         data_selector: str,
         window: object = None,
+        read_ahead: int = 0,
     ) -> Iterator[Any]:
-        """Yield each page (`PageData`, a list with `.response`) of one window, or raise ProviderError."""
+        """Yield each page (`PageData`, a list with `.response`) of one window, or raise ProviderError.
+
+        With `read_ahead`, a thread of its own asks for the following pages (still one request
+        after another) while the caller handles the current one, holding at most `read_ahead`
+        pages: where pages must follow each other, handling a page no longer adds to the chain.
+        """
         if self.rate_limiter is not None:
             # the limiter is asked before every page, including the first
             paginator = _RateLimitedPaginator(paginator, self.rate_limiter)
             self.rate_limiter.acquire()
         try:
-            yield from self.rest.paginate(
+            pages = self.rest.paginate(
                 path,
                 params=params,
                 paginator=paginator,
                 data_selector=data_selector,
-                hooks={"response": [self._count, _raise_for_status]},
+                hooks={"response": [self._count, _decode_once, _raise_for_status]},
             )
+            yield from (_read_ahead(pages, read_ahead) if read_ahead > 0 else pages)
         except ProviderError as error:
             raise error.located(path, window, self.secrets) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
@@ -261,7 +269,7 @@ class ProviderClient:
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
         try:
-            response = self.rest.get(path, params=params, hooks={"response": [self._count]})
+            response = self.rest.get(path, params=params, hooks={"response": [self._count, _decode_once]})
             _raise_for_status(response)
             return response.json()
         except ProviderError as error:
@@ -309,6 +317,64 @@ class _RESTClient(RESTClient):
 
     def _log_request(self, request, prepared_url: str) -> None:  # type: ignore[no-untyped-def]
         logger.debug(f"Making {request.method.upper()} request to {sanitize_url(prepared_url)}")
+
+
+def _decode_once(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Make `response.json()` decode the body once: dlt's client reads the page's data from it
+    and a paginator reads its count or cursor from it again."""
+    decode, decoded = response.json, []
+
+    def json(**options: Any) -> Any:
+        if not decoded:
+            decoded.append(decode(**options))
+        return decoded[0]
+
+    response.json = json  # type: ignore[method-assign]
+
+
+_END = object()
+
+
+def _read_ahead(pages: Iterator[Any], depth: int) -> Iterator[Any]:
+    """`pages`, produced on a thread of their own up to `depth` ahead of the consumer; an error
+    is raised where the page it broke would have been. Closing the iterator stops the thread
+    after the request in flight."""
+    buffer: "queue.Queue[Any]" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if not put(page):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(exc)
+        finally:
+            pages.close()
+
+    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:

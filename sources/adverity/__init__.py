@@ -88,6 +88,7 @@ def usage_resource(client: ProviderClient, first: dt.date, last: Optional[dt.dat
             paginator=helpers.CountPaginator(settings.PAGE_SIZE),
             data_selector=ITEMS,
             window=window,
+            read_ahead=settings.READ_AHEAD_PAGES,
         )
         rows = []
         for page in pages:

@@ -28,6 +28,11 @@ FIRST_PAGE = 1
 # the last, so the whole range is one request window; cutting it would cost up to one short
 # page per piece.
 
+READ_AHEAD_PAGES = 2
+"""Pages asked for while the source handles the ones before (one request at a time still): the
+pages of a long range are the longest chain of requests of a nightly, and handling a page should
+not lengthen it."""
+
 MAX_CONCURRENT_REQUESTS = 1
 """No rate limit is documented, but Adverity asks for one call at a time: requests are sequential."""
 
