@@ -271,8 +271,9 @@ PROFILES = UsageLevel(flatten_profiles, settings.PROFILE_KEY_FIELDS, settings.PR
 # -- concurrency -------------------------------------------------------------------------------
 def ordered_map(func: Callable[[T], R], items: Iterable[T], max_workers: int) -> Iterator[R]:
     """`map(func, items)` on a small thread pool: results in input order, at most `max_workers`
-    calls running and `2 * max_workers` results held. The first item runs alone, so a bad key
-    or URL fails after one call. The first error is raised and pending calls are cancelled."""
+    calls running or done and waiting to be taken, so memory does not grow with the day's size
+    times the pool. The first item runs alone, so a bad key or URL fails after one call. The
+    first error is raised and pending calls are cancelled."""
     iterator = iter(items)
     first = next(iterator, None)
     if first is None:
@@ -283,7 +284,7 @@ def ordered_map(func: Callable[[T], R], items: Iterable[T], max_workers: int) ->
         try:
             for item in iterator:
                 pending.append(pool.submit(func, item))
-                if len(pending) >= 2 * max(1, max_workers):
+                if len(pending) >= max(1, max_workers):
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
