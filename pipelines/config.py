@@ -111,6 +111,7 @@ def check_provider(provider: str, now: Optional[dt.datetime] = None) -> Provider
                 f"{provider}: {env_name(provider, 'start_date')}={start_text} is not a complete day yet; "
                 f"use {windows.last_complete_day(now).isoformat()} or earlier"
             )
+    _check_source_settings(provider)
     lookback_text = _lookup(provider, "lookback_days")
     lookback = DEFAULT_LOOKBACK_DAYS
     if lookback_text is not None:
@@ -118,6 +119,24 @@ def check_provider(provider: str, now: Optional[dt.datetime] = None) -> Provider
             raise ConfigError(f"{provider}: {env_name(provider, 'lookback_days')}={lookback_text!r} must be a whole number of days")
         lookback = int(lookback_text)
     return ProviderConfig(provider, start_date, lookback)
+
+
+def _check_source_settings(provider: str) -> None:
+    """The settings whose form only the source knows (Neon's org id, Adverity's auth scheme),
+    checked with the source's own rule before anything runs."""
+    from sources.http import ProviderError
+
+    try:
+        if provider == "neon" and _lookup(provider, "org_id") is not None:
+            from sources.neon.helpers import check_org_id
+
+            check_org_id(_lookup(provider, "org_id"))
+        if provider == "adverity" and _lookup(provider, "auth_scheme") is not None:
+            from sources.adverity.helpers import auth_header
+
+            auth_header("", _lookup(provider, "auth_scheme"))
+    except ProviderError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)
