@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 import requests
 
+from pipelines.config import ConfigError
 from pipelines.load import load_provider
 from simulators.base import Fault
 from simulators.neon import NeonSimulator
@@ -187,8 +188,8 @@ def test_unknown_org_names_the_setting(start_sim, monkeypatch):
 def test_malformed_org_fails_before_any_request(start_sim, monkeypatch):
     sim = start_sim()
     monkeypatch.setenv("SOURCES__NEON__ORG_ID", "Org_With_Capitals")
-    result = load_provider("neon", "duckdb", start_date=last_days(2)[0])
-    assert result.status == "failed" and settings.ORG_SETTING in result.error, result.error
+    with pytest.raises(ConfigError, match=settings.ORG_SETTING):  # a configuration error: exit 2
+        load_provider("neon", "duckdb", start_date=last_days(2)[0])
     assert sim.requests == []
 
 
