@@ -118,12 +118,11 @@ class ProviderError(Exception):
         where = " ".join(part for part in (endpoint, f"window {window}" if window else "") if part)
         super().__init__(f"{provider}: {message}" + (f" [{where}]" if where else ""))
 
-    def located(self, endpoint: str, window: object = None, secrets: Iterable[str] = ()) -> "ProviderError":
-        """The same error with the endpoint and window filled in where it lacked them, and
-        any secret value masked."""
+    def located(self, endpoint: str, window: object = None) -> "ProviderError":
+        """The same error with the endpoint and window filled in where it lacked them."""
         return ProviderError(
             self.provider,
-            redact(self.message, secrets),
+            self.message,
             self.endpoint or endpoint,
             self.window or window,
             status=self.status,
@@ -216,15 +215,12 @@ class ProviderClient:
         self.rate_limiter = rate_limiter
         self.base_url = base_url.rstrip("/")
         self.settings = settings or retry_settings()
-        # the credential headers' values, and the key alone (after `Bearer ` or `Token `)
-        self.secrets = {
-            part
-            for name, value in headers.items()
-            if _is_credential_header(name)
-            for part in (str(value), *str(value).split()[-1:])
-        }
-        for secret in self.secrets:
-            register_secret(secret)
+        # the credential headers' values, and the key alone (after `Bearer ` or `Token `), are
+        # masked in every ProviderError from now on
+        for name, value in headers.items():
+            if _is_credential_header(name):
+                for part in (str(value), *str(value).split()[-1:]):
+                    register_secret(part)
         self.rest = _RESTClient(base_url=self.base_url, headers=headers, session=_session(self.settings))
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -260,7 +256,7 @@ class ProviderClient:
             )
             yield from (_read_ahead(pages, read_ahead) if read_ahead > 0 else pages)
         except ProviderError as error:
-            raise error.located(path, window, self.secrets) from None
+            raise error.located(path, window) from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
             raise self.error(exc, path, window) from None
 
@@ -273,7 +269,7 @@ class ProviderClient:
             _raise_for_status(response)
             return response.json()
         except ProviderError as error:
-            raise error.located(path, window, self.secrets) from None
+            raise error.located(path, window) from None
         except Exception as exc:  # noqa: BLE001
             raise self.error(exc, path, window) from None
 
@@ -304,7 +300,7 @@ class ProviderClient:
             )
         else:
             message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        return ProviderError(self.provider, redact(message, self.secrets), endpoint, window, status=status)
+        return ProviderError(self.provider, message, endpoint, window, status=status)
 
 
 def _is_credential_header(name: str) -> bool:
