@@ -8,7 +8,7 @@ import os
 import sys
 from typing import List, Optional
 
-from pipelines import config
+from pipelines import config, memory
 from pipelines.lock import LockBusy
 
 
@@ -22,27 +22,6 @@ def _setup_logging() -> None:
     logging.Formatter.converter = __import__("time").gmtime
     # dlt's own chatter stays at warnings; our lines say what happened
     logging.getLogger("dlt").setLevel(logging.WARNING)
-
-
-def _lean_allocators() -> None:
-    """Have freed memory go back to the system instead of staying with the thread that freed it.
-
-    glibc gives each thread that allocates an arena of its own, which keeps what was freed in
-    it (a per-thread high-water mark), and Arrow's default pool (jemalloc) keeps freed memory
-    too. A nightly runs a thread per provider plus Rafay's and Bronto's request threads: one
-    arena and the system pool take about 40 MB off its peak for the same work. Set first thing,
-    before any thread exists (later, the arenas already made stay); best effort off glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, 1)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -172,7 +151,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    _lean_allocators()
+    memory.lean_allocators()
     if argv[:1] == ["bench"]:
         from pipelines import bench
 

@@ -8,7 +8,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from pipelines import checks, config, models, runs
+from pipelines import checks, config, memory, models, runs
 from pipelines.load import LoadResult, load_provider
 
 log = logging.getLogger("pipelines")
@@ -59,7 +59,7 @@ def load_side_by_side(providers: Sequence[str], dest: config.Destination) -> Lis
         return [load_provider(provider, dest=dest) for provider in providers]
     with ThreadPoolExecutor(max_workers=len(providers), thread_name_prefix="nightly") as pool:
         results = list(pool.map(lambda provider: load_provider(provider, dest=dest), providers))
-    _trim()
+    memory.trim()
     return results
 
 
@@ -86,25 +86,14 @@ def _one_database(dest: config.Destination) -> Iterator[None]:
     limit = str(dlt.config.get("destination.duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT)
     try:
         connection.execute("set memory_limit = ?", [limit])
-        connection.execute("set preserve_insertion_order = false")
     except duckdb.Error as exc:
         connection.close()
-        raise config.ConfigError(f"DESTINATION__DUCKDB__MEMORY_LIMIT={limit!r} is not a memory size, e.g. 256MB ({exc})") from None
+        raise config.ConfigError(f"DESTINATION__DUCKDB__MEMORY_LIMIT={limit!r} is not a memory size, e.g. 96MB ({exc})") from None
+    connection.execute("set preserve_insertion_order = false")
     try:
         yield
     finally:
         connection.close()
-
-
-def _trim() -> None:
-    """Return the memory the loads freed to the system before the models need theirs."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class RunReport:
