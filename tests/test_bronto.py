@@ -5,6 +5,7 @@ and overlapping runs that must count every byte once."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import re
@@ -16,6 +17,7 @@ import pytest
 import requests
 
 from pipelines.load import load_provider
+from simulators.base import Fault
 from simulators.bronto import BrontoSimulator
 from sources import windows
 from sources.bronto import helpers, settings
@@ -198,7 +200,7 @@ def test_body_errors_name_the_field():
         helpers.organization_id({"name": "ingestion_org_usage"})
     with pytest.raises(helpers.BodyError, match=r"series\[\]\.value"):
         helpers.series_slices({"series": [{"@timestamp": "1", "count": "1"}]}, 60_000, 1)
-    with pytest.raises(helpers.BodyError, match="not a number"):
+    with pytest.raises(helpers.BodyError, match="not a finite number"):
         helpers.series_slices({"series": [series_entry("1", "many", "1.0")]}, 60_000, 1)
     with pytest.raises(helpers.BodyError, match="'series'"):
         helpers.series_slices({"id": "o#search-org_usage"}, 60_000, 1)
@@ -497,3 +499,103 @@ def test_log_slices_off_midnight_are_a_body_error():
         helpers.flatten_logs_usage(body, "org", "ingestion", day, day, ODD_NOW)
     empty = helpers.flatten_logs_usage({"groups_series": []}, "org", "ingestion", day, day + ONE_DAY, ODD_NOW)
     assert [(r["usage_date"], r["day_bytes"]) for r in empty] == [(day, 0.0), (day + ONE_DAY, 0.0)]
+
+
+# -- figures that are not finite numbers ------------------------------------------------------------
+@pytest.mark.parametrize("value", ["NaN", "nan", "Infinity", "-inf", "+Infinity", "1e400",
+                                   float("nan"), float("inf"), float("-inf")])
+def test_a_number_that_is_not_finite_is_a_body_error(value):
+    with pytest.raises(helpers.BodyError, match=r"'series\[\]\.value' is not a finite number"):
+        helpers.finite_number(value, "series[].value")
+
+
+@pytest.mark.parametrize("value, number", [("546", 546.0), ("1274155.0", 1274155.0), (" 12 ", 12.0), (7, 7.0),
+                                           (0.5, 0.5), ("-3", -3.0), (None, 0.0), ("", 0.0)])
+def test_finite_numbers_and_numeric_strings_are_coerced(value, number):
+    assert helpers.finite_number(value, "series[].count") == number
+
+
+@pytest.mark.parametrize("value", ["many", "0x10", True, [], {}])
+def test_anything_else_is_not_a_number(value):
+    with pytest.raises(helpers.BodyError, match=r"'groups_series\[\]\.timeseries\[\]\.count' is not a finite number"):
+        helpers.finite_number(value, "groups_series[].timeseries[].count")
+
+
+@pytest.mark.parametrize("field", ["@timestamp", "count", "value"])
+@pytest.mark.parametrize("bad", ["NaN", "-inf", float("inf")])
+def test_series_slices_refuse_a_field_that_is_not_finite(field, bad):
+    entries = [series_entry("1772323200000", "546", "1274155.0"), series_entry("1772323260000", "7", "300.5")]
+    entries[1][field] = bad
+    with pytest.raises(helpers.BodyError, match=rf"'series\[\]\.{field}' is not a finite number"):
+        helpers.series_slices({"series": entries}, 120_000, 2)
+
+
+@pytest.mark.parametrize("field", ["@timestamp", "count", "value"])
+def test_log_slices_refuse_a_field_that_is_not_finite(field):
+    day = dt.date(2026, 3, 1)
+    entry = series_entry(us(windows.midnight(day)) // 1000, "3", "5.0")
+    entry[field] = "Infinity"
+    body = {"name": "x", "groups_series": [{"timeseries": [entry]}]}
+    with pytest.raises(helpers.BodyError, match=rf"'groups_series\[\]\.timeseries\[\]\.{field}' is not a finite"):
+        helpers.flatten_logs_usage(body, "org", "ingestion", day, day, ODD_NOW)
+
+
+def spoil_slice(field: str, bad: Any, list_key: str = "series"):
+    """A mutate fault's function: one slice of the answer gets `bad` in `field`."""
+
+    def mutate(body: Any) -> Any:
+        if list_key == "series":
+            slices = body["series"]
+        else:
+            slices = body["groups_series"][0]["timeseries"]
+        slices[len(slices) // 2][field] = bad
+        return body
+
+    return mutate
+
+
+def assert_failed_on(result, endpoint: str, field: str, first: dt.date) -> None:
+    assert result.status == "failed"
+    assert "\n" not in result.error and "bronto" in result.error, result.error
+    assert f"[{endpoint} window {first}" in result.error, result.error
+    assert f"{field}' is not a finite number" in result.error, result.error
+    assert not warehouse_has_rows()
+
+
+@pytest.mark.parametrize("field, bad", [("value", "NaN"), ("value", "Infinity"), ("count", "-inf"), ("@timestamp", "NaN")])
+def test_a_usage_answer_with_a_figure_that_is_not_finite_fails_and_loads_nothing(sim, field, bad):
+    first = ODD_NOW.date() - 3 * ONE_DAY
+    # the second usage type's answer is the bad one: the first one's days are not loaded either
+    fault = sim.inject(Fault(kind="mutate", path_contains=settings.USAGE_PATH, after=1, mutate=spoil_slice(field, bad)))
+    result = load_provider("bronto", "duckdb", start_date=first)
+    assert fault.served == 1
+    assert_failed_on(result, settings.USAGE_PATH, f"series[].{field}", first)
+
+
+@pytest.mark.parametrize("field, bad", [("value", float("nan")), ("count", float("inf")), ("@timestamp", float("-inf"))])
+def test_json_nan_and_infinity_literals_fail_and_load_nothing(sim, monkeypatch, field, bad):
+    """The simulator writes these as JSON's NaN / Infinity / -Infinity literals. The simplejson
+    that dlt brings refuses them as a malformed body; Python's own json module (which requests
+    falls back to) reads them as floats, which the source must refuse by field."""
+    first = ODD_NOW.date() - 3 * ONE_DAY
+    sim.inject(Fault(kind="mutate", path_contains=settings.USAGE_PATH, times=2, mutate=spoil_slice(field, bad)))
+    refused = load_provider("bronto", "duckdb", start_date=first)
+    assert refused.status == "failed" and f"[{settings.USAGE_PATH} window {first}" in refused.error
+    assert not warehouse_has_rows()
+
+    monkeypatch.setattr(requests.models, "complexjson", json)
+    sim.reset_log()
+    result = load_provider("bronto", "duckdb", start_date=first)
+    assert sim.requests[0].fault == "mutate"
+    assert_failed_on(result, settings.USAGE_PATH, f"series[].{field}", first)
+
+
+@pytest.mark.parametrize("field, bad", [("value", "NaN"), ("count", "-inf"), ("@timestamp", "Infinity")])
+def test_a_per_log_answer_with_a_figure_that_is_not_finite_fails_and_loads_nothing(sim, field, bad):
+    last = ODD_NOW.date() - 50 * ONE_DAY
+    first = last - 4 * ONE_DAY
+    fault = sim.inject(Fault(kind="mutate", path_contains=settings.LOGS_USAGE_PATH, after=1,
+                             mutate=spoil_slice(field, bad, list_key="groups_series")))
+    result = load_provider("bronto", "duckdb", start_date=first, end_date=last)
+    assert fault.served == 1
+    assert_failed_on(result, settings.LOGS_USAGE_PATH, f"groups_series[].timeseries[].{field}", first)

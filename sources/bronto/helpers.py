@@ -23,6 +23,8 @@ from sources.http import redact
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 MS_PER_MINUTE = 60_000
 MS_PER_DAY = 86_400_000
+LOG_SLICE = "groups_series[].timeseries[]"
+"""Where a slice sits in a /usage/organizations/logs body, for errors that name the field."""
 
 
 def to_ms(instant: dt.datetime) -> float:
@@ -109,17 +111,29 @@ def organization_id(usage: Mapping[str, Any]) -> str:
     return usage_id.split("#", 1)[0]
 
 
-def _number(entry: Mapping[str, Any], field: str) -> float:
-    """A number the API may send as a string (`"546"`, `"1274155.0"`); null counts as zero."""
-    if field not in entry:
-        raise _body_error(f"series[].{field}")
-    value = entry[field]
+def finite_number(value: Any, field: str) -> float:
+    """A figure the API may send as a string (`"546"`, `"1274155.0"`) or a number; null counts as
+    zero. `"NaN"`, `"Infinity"`, `"-inf"`, a JSON NaN/Infinity literal, a string that overflows to
+    infinity or a boolean is a BodyError naming `field`: `float()` would take them, and a single
+    one turns a whole day's sum into nan or inf."""
     if value is None or value == "":
         return 0.0
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise _body_error(f"series[].{field}", f"is not a number (got {value!r})") from None
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or not math.isfinite(number):
+        raise _body_error(field, f"is not a finite number (got {str(value)[:40]!r})")
+    return number
+
+
+def _number(entry: Mapping[str, Any], field: str, where: str = "series[]") -> float:
+    """`entry[field]` as a finite number; a missing field is a BodyError naming `where.field`."""
+    if field not in entry:
+        raise _body_error(f"{where}.{field}")
+    return finite_number(entry[field], f"{where}.{field}")
 
 
 def series_slices(usage: Mapping[str, Any], range_ms: float, num_of_slices: int) -> List[Slice]:
@@ -234,12 +248,11 @@ def flatten_logs_usage(body: Any, organization: str, usage_type: str, first: dt.
         if not isinstance(series, list):
             raise _body_error("groups_series[].timeseries", "is missing or not a list")
         for entry in series:
-            start = _number(entry, "@timestamp")
+            start = _number(entry, "@timestamp", LOG_SLICE)
             if start not in totals:
-                raise _body_error("groups_series[].timeseries[].@timestamp",
-                                  f"is not a UTC midnight of {first}..{last} (got {int(start)})")
-            totals[start][0] += _number(entry, "value")
-            totals[start][1] += int(round(_number(entry, "count")))
+                raise _body_error(f"{LOG_SLICE}.@timestamp", f"is not a UTC midnight of {first}..{last} (got {int(start)})")
+            totals[start][0] += _number(entry, "value", LOG_SLICE)
+            totals[start][1] += int(round(_number(entry, "count", LOG_SLICE)))
     is_exact = body.get("is_exact")
     common = {
         "organization_id": organization,
