@@ -12,7 +12,9 @@ Choices where the vendor documents nothing (see PROVIDERS.md):
 - `count` is the total number of rows matching the request, not the page's;
 - profile rows are listed under `profile_usage_data`, one per profile and tenant org;
 - no rate limit.
-Quirk: `ignore_offset=True` serves the first page whatever `offset` says.
+Quirks: `ignore_offset=True` serves the first page whatever `offset` says; `max_limit=N` plays a
+controller that clamps a larger `limit` to N (instead of refusing it) and echoes the `limit` it
+applied in the envelope, as PROVIDERS.md says a clamping server does.
 """
 
 from __future__ import annotations
@@ -77,9 +79,11 @@ class RafaySimulator(Simulator):
         history_days: int = 30,
         ignore_offset: bool = False,
         service_profile_path: str = SERVICE_PROFILE_PATH,
+        max_limit: Optional[int] = None,
     ):
         super().__init__(api_key, seed=seed, latency_ms=latency_ms, port=port, clock=clock)
         self.ignore_offset = ignore_offset
+        self.max_limit = max_limit
         self.history_days = history_days
         self.partner_id = self._uuid("partner")
         self.partner_org_id = self._uuid("partner-org")
@@ -294,6 +298,8 @@ class RafaySimulator(Simulator):
             offset = int(request.one("offset") or 0)
         except ValueError:
             return _error(400, "limit and offset must be integers")
+        if self.max_limit is not None and limit > self.max_limit:
+            limit = self.max_limit  # clamped, and the envelope says so
         if not 1 <= limit <= MAX_LIMIT:
             return _error(400, f"limit must be between 1 and {MAX_LIMIT}")
         if offset < 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -16,7 +17,7 @@ import pytest
 import requests
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from simulators.base import day_start, iso_z
+from simulators.base import Fault, day_start, iso_z
 from simulators.rafay import MAX_LIMIT, RafaySimulator
 from sources import windows
 from sources.http import ProviderClient, ProviderError
@@ -94,6 +95,25 @@ def one_day(day: dt.date):
     return day_start(day), day_start(day + dt.timedelta(days=1))
 
 
+def assert_nothing_loaded() -> None:
+    """No usage table exists in the warehouse: a failed run left nothing behind."""
+    warehouse = duckdb.connect(os.environ["DESTINATION__DUCKDB__CREDENTIALS"])
+    try:
+        assert warehouse.execute("select count(*) from information_schema.tables "
+                                 "where table_schema = 'raw_rafay' and table_name like '%usage%'").fetchone() == (0,)
+    finally:
+        warehouse.close()
+
+
+def loaded_facts(pipeline: dlt.Pipeline) -> Dict[tuple, float]:
+    return {tuple(row[:5]): row[5] for row in query(pipeline, case.FACTS_SQL)}
+
+
+def truth(sim: RafaySimulator) -> Dict[tuple, float]:
+    return {(f["usage_date"], f["account_id"], f["resource_type"], f["resource_id"], f["metric"]): f["quantity"]
+            for f in sim.truth(FIRST, LAST)}
+
+
 # -- request windows and paging --------------------------------------------------------------
 def test_one_window_per_day_for_every_endpoint_and_rows_match_truth(sim, env, tmp_path):
     pipeline = run(sim, tmp_path)
@@ -103,10 +123,7 @@ def test_one_window_per_day_for_every_endpoint_and_rows_match_truth(sim, env, tm
     asked = {(request.path, case.request_day(request)) for request in sim.requests}
     assert asked == {(path, day) for path in case.ENDPOINTS for day in windows.days(FIRST, LAST)}
     case.assert_requests(sim.requests, FIRST, LAST)
-    loaded = {tuple(row[:5]): row[5] for row in query(pipeline, case.FACTS_SQL)}
-    expected = {(f["usage_date"], f["account_id"], f["resource_type"], f["resource_id"], f["metric"]): f["quantity"]
-                for f in sim.truth(FIRST, LAST)}
-    assert loaded == expected
+    assert loaded_facts(pipeline) == truth(sim)
 
 
 def test_pages_to_the_end_with_limit_and_offset(sim, env, tmp_path):
@@ -125,6 +142,26 @@ def test_pages_to_the_end_with_limit_and_offset(sim, env, tmp_path):
         multi_page += expected_pages > 1
     assert multi_page >= 4, "the small page sizes should make several windows page"
     assert len(sim.requests) == case.min_requests(sim, FIRST, LAST)
+
+
+def test_a_controller_that_clamps_limit_is_paged_by_the_limit_it_echoes(env, tmp_path):
+    """Asked for 5 instances a page, the controller serves 3 and says `limit: 3`: a page of 3 is
+    full, not the last, and the next offset is 3 (the rows that came back)."""
+    with RafaySimulator(api_key=KEY, max_limit=3) as clamped:
+        pipeline = run(clamped, tmp_path)
+        assert loaded_facts(pipeline) == truth(clamped)
+        pages = defaultdict(list)
+        for request in clamped.requests:
+            pages[(request.path, case.request_day(request))].append((int(request.one("offset")), int(request.one("limit"))))
+        clamped_windows = 0
+        for (path, day), sent in pages.items():
+            asked = case.ENDPOINTS[path][2]
+            served = min(asked, 3)
+            n_rows = case.rows_per_window(clamped, path, day)
+            assert {limit for _, limit in sent} == {asked}, (path, day)  # always asks for the large page
+            assert sorted(offset for offset, _ in sent) == [i * served for i in range(helpers.pages_for(n_rows, served))]
+            clamped_windows += served < asked and n_rows > served
+        assert clamped_windows >= 4, "the clamp should cut several windows short of the asked page"
 
 
 def test_days_are_fetched_concurrently_and_yielded_in_order(env):
@@ -177,10 +214,7 @@ def test_ignored_offset_fails_loudly_and_loads_nothing(env, tmp_path):
         assert max(int(r.one("offset")) for r in broken.requests) == case.INSTANCE_PAGE_SIZE
     error = provider_error(failure.value)
     assert "ignored offset=" in str(error) and "repeats rows" in str(error)
-    warehouse = duckdb.connect(os.environ["DESTINATION__DUCKDB__CREDENTIALS"])
-    assert warehouse.execute("select count(*) from information_schema.tables "
-                             "where table_schema = 'raw_rafay' and table_name like '%usage%'").fetchone() == (0,)
-    warehouse.close()
+    assert_nothing_loaded()
     # the failed run left nothing behind: a good run of the same pipeline loads each row once
     with RafaySimulator(api_key=KEY) as fixed:
         pipeline = run(fixed, tmp_path)
@@ -189,6 +223,43 @@ def test_ignored_offset_fails_loudly_and_loads_nothing(env, tmp_path):
             assert query(pipeline, f"select count(*) - count(distinct ({columns})) from {{dataset}}.{table}") == [(0,)]
         loaded = {tuple(row[:5]): row[5] for row in query(pipeline, case.FACTS_SQL)}
         assert len(loaded) == len(fixed.truth(FIRST, LAST))
+
+
+def twice(body: Dict[str, Any]) -> Dict[str, Any]:
+    """A mutate fault's function: the page lists its first instance a second time."""
+    body["instance_usage_data"].append(dict(body["instance_usage_data"][0]))
+    return body
+
+
+def extra_parameter(parameter: Dict[str, Any]):
+    """A mutate fault's function: the page's first instance gets one more parameter."""
+
+    def mutate(body: Dict[str, Any]) -> Dict[str, Any]:
+        body["instance_usage_data"][0]["parameters"].append(parameter)
+        return body
+
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (twice, r"instance_id '{id}' appears twice in one page"),
+    (extra_parameter({"name": "cpu ", "usage": "1.00h", "is_label": True, "raw_usage": 1.0, "label_value": "2"}),
+     r"'parameters\[\]\.name' 'cpu ' .*'cpu_hours'.*instance_id '{id}'"),
+    (extra_parameter({"name": "Usage", "usage": "3.00", "is_label": False, "raw_usage": 3.0}),
+     r"'parameters\[\]\.name' 'Usage' .*'usage_hours'.*instance_id '{id}'"),
+], ids=["instance twice", "CPU and 'cpu '", "quantity 'Usage'"])
+def test_a_malformed_page_fails_its_window_and_loads_nothing(env, tmp_path, mutate, expected):
+    with RafaySimulator(api_key=KEY) as sim:
+        fault = sim.inject(Fault(kind="mutate", path_contains=settings.COMPUTE_INSTANCE_PATH, mutate=mutate))
+        with pytest.raises(PipelineStepFailed) as failure:
+            run(sim, tmp_path)
+        assert fault.served == 1
+        first_id = sim.instance_rows("compute", *one_day(FIRST))[0]["instance_id"]
+    error = str(provider_error(failure.value))
+    assert re.search(expected.format(id=first_id), error), error
+    assert error.startswith("rafay: ") and "\n" not in error
+    assert f"[{settings.COMPUTE_INSTANCE_PATH} window {FIRST}..{FIRST}]" in error, error
+    assert_nothing_loaded()
 
 
 def test_ignored_offset_never_yields_a_row_twice():
@@ -217,22 +288,49 @@ def _page(ids: List[str], count: int) -> Dict[str, Any]:
     return {"profile_usage_data": [{"profile_id": i, "instance_organization_id": "o"} for i in ids], "count": count}
 
 
+def _clamped(ids: List[str], count: int, limit: int) -> Dict[str, Any]:
+    return {**_page(ids, count), "limit": limit}
+
+
 @pytest.mark.parametrize(
-    "pages, next_offsets",
+    "asked, pages, next_offsets",
     [
-        ([_page(["a", "b"], 5), _page(["c", "d"], 5), _page(["e"], 5)], [2, 4, None]),  # short page
-        ([_page(["a", "b"], 4), _page(["c", "d"], 4)], [2, None]),  # offset reaches count
-        ([_page(["a", "b"], 2), _page(["c", "d"], 2), _page([], 2)], [2, 4, None]),  # count = page size
-        ([_page([], 0)], [None]),
+        (2, [_page(["a", "b"], 5), _page(["c", "d"], 5), _page(["e"], 5)], [2, 4, None]),  # count reached
+        (2, [_page(["a", "b"], 4), _page(["c", "d"], 4)], [2, None]),  # offset reaches count
+        (2, [_page(["a", "b"], 2), _page(["c", "d"], 2), _page([], 2)], [2, 4, None]),  # count = page size
+        (2, [_page([], 0)], [None]),
+        # asked for 5, served 3 and told so: full pages until the short one (or count) ends it
+        (5, [_clamped(["a", "b", "c"], 7, 3), _clamped(["d", "e", "f"], 7, 3), _clamped(["g"], 7, 3)], [3, 6, None]),
+        (5, [_clamped(["a", "b", "c"], 6, 3), _clamped(["d", "e", "f"], 6, 3)], [3, None]),
+        # `count` may be the page's: a full clamped page is followed up to an empty one
+        (5, [_clamped(["a", "b", "c"], 3, 3), _clamped([], 0, 3)], [3, None]),
+        # no `limit` echoed: a short page may be a clamped one, the end only if `count` says so
+        (5, [_page(["a", "b", "c"], 3), _page([], 0)], [3, None]),
+        # a page shorter than the echoed limit is the end
+        (5, [_clamped(["a", "b"], 2, 3)], [None]),
     ],
 )
-def test_paginator_stop_rules(pages, next_offsets):
-    paginator = helpers.UsagePaginator(2, settings.PROFILE_KEY_FIELDS)
+def test_paginator_stop_rules(asked, pages, next_offsets):
+    paginator = helpers.UsagePaginator(asked, settings.PROFILE_KEY_FIELDS)
     for body, next_offset in zip(pages, next_offsets):
         paginator.update_state(_response(body), [body])
         assert paginator.has_next_page == (next_offset is not None)
         if next_offset is not None:
             assert paginator.current_value == next_offset
+
+
+def test_paginator_rejects_a_row_twice_in_one_page():
+    paginator = helpers.UsagePaginator(5, settings.PROFILE_KEY_FIELDS, "/profile", "2026-02-12..2026-02-12")
+    body = _page(["a", "b", "a"], 3)
+    with pytest.raises(ProviderError, match=r"\('a', 'o'\) appears twice in one page.*\[/profile window 2026-02-12"):
+        paginator.update_state(_response(body), [body])
+
+
+def test_unique_keys_names_the_repeated_instance():
+    rows = [{"instance_id": "i-1"}, {"instance_id": "i-2"}, {"instance_id": "i-1"}]
+    with pytest.raises(ProviderError, match=r"instance_id 'i-1' appears twice in one page.*\[/compute window d\]"):
+        helpers.unique_keys(rows, settings.INSTANCE_KEY_FIELDS, "/compute", "d")
+    assert helpers.unique_keys(rows[:2], settings.INSTANCE_KEY_FIELDS) == {("i-1",), ("i-2",)}
 
 
 def test_paginator_rejects_a_repeated_page():
@@ -398,6 +496,19 @@ def test_flatten_profiles_finds_the_list_and_keeps_the_org():
     }]
     helpers.to_table(rows, settings.PROFILE_SCHEMA)
     helpers.to_table(parameters, settings.PROFILE_PARAMETER_SCHEMA)
+
+
+@pytest.mark.parametrize("extra, metric", [
+    ({"name": "cpu ", "usage": "1.00h", "is_label": True, "raw_usage": 1.0, "label_value": "2"}, "cpu_hours"),
+    ({"name": " Gpu", "usage": "1.00h", "is_label": True, "raw_usage": 1.0, "label_value": "1"}, "gpu_hours"),
+    ({"name": "Usage", "usage": "3.00", "is_label": False, "raw_usage": 3.0}, "usage_hours"),
+])
+def test_parameters_that_collide_on_one_metric_are_a_malformed_answer(extra, metric):
+    body = json.loads(json.dumps(PUBLISHED_EXAMPLE))
+    body["instance_usage_data"][0]["parameters"].append(extra)
+    with pytest.raises(ProviderError, match=rf"'parameters\[\]\.name' {extra['name']!r} .*{metric}.*instance_id 'i-1'"
+                                            rf".*\[/compute window 2026-02-12"):
+        helpers.flatten_instances(body, dt.date(2026, 2, 12), "/compute", "2026-02-12..2026-02-12")
 
 
 def test_usage_rows_takes_the_first_usage_data_list():

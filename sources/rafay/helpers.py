@@ -52,14 +52,48 @@ def usage_rows(envelope: Any, endpoint: str = "", window: object = None) -> List
     )
 
 
+def unique_keys(rows: Sequence[Any], key_fields: Sequence[str], endpoint: str = "", window: object = None) -> set:
+    """The keys of one page's rows. A key twice in one page (the same instance, or the same
+    profile and tenant org) is a malformed answer: loading both would count its hours twice, and
+    keeping either would be a guess."""
+    keys: set = set()
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        key = tuple(row.get(field) for field in key_fields)
+        if key in keys:
+            raise ProviderError(PROVIDER, f"{_describe_key(key_fields, key)} appears twice in one page", endpoint, window)
+        keys.add(key)
+    return keys
+
+
+def _describe_key(key_fields: Sequence[str], key: Tuple[Any, ...]) -> str:
+    """`instance_id 'i-1'`, or `profile_id, instance_organization_id ('p', 'o')`."""
+    if len(key_fields) == 1:
+        return f"{key_fields[0]} {key[0]!r}"
+    return f"{', '.join(key_fields)} {key!r}"
+
+
+def echoed_limit(envelope: Dict[str, Any]) -> Optional[int]:
+    """The `limit` the server says it applied (a clamping server echoes the clamped one), or None."""
+    limit = envelope.get("limit")
+    if isinstance(limit, str) and limit.strip().isdigit():
+        limit = int(limit)
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+
+
 class UsagePaginator(OffsetPaginator):
     """Offset/limit paging over one request window, with the stop rules Rafay needs.
 
-    Stops on a page shorter than `limit`, or when the next offset reaches `count` where `count`
-    is evidently the total (larger than the page; the docs do not say whether it is the total or
-    the page's count, so an ambiguous `count` never ends paging early). A server that ignores
-    `offset` serves a page again: that raises ProviderError instead of looping or loading the
-    rows twice.
+    Asks for `limit` rows every time and advances by the rows that came back: the maximum is not
+    documented, and a server that clamps a large `limit` echoes the one it applied in the
+    envelope, so the fewest requests come from asking big. Stops on an empty page, on a page
+    shorter than the echoed `limit` (without an echo a short page may be a clamped one, so it is
+    followed), or when the next offset reaches `count` where `count` is evidently the total
+    (larger than the page; the docs do not say whether it is the total or the page's count, so
+    an ambiguous `count` never ends paging early). A key twice in one page, or a page that
+    repeats rows already read (a server that ignores `offset`), raises ProviderError instead of
+    looping or loading the rows twice.
     """
 
     def __init__(self, limit: int, key_fields: Sequence[str], endpoint: str = "", window: object = None):
@@ -72,28 +106,32 @@ class UsagePaginator(OffsetPaginator):
     def update_state(self, response, data: Optional[List[Any]] = None) -> None:  # type: ignore[no-untyped-def]
         envelope = data[0] if data else response.json()
         rows = usage_rows(envelope, self.endpoint, self.window)
-        keys = {tuple(row.get(field) for field in self.key_fields) for row in rows if isinstance(row, dict)}
-        if keys & self.seen:
+        keys = unique_keys(rows, self.key_fields, self.endpoint, self.window)
+        repeated = keys & self.seen
+        if repeated:
             raise ProviderError(
                 PROVIDER,
                 f"the API ignored offset={self.current_value}: the page repeats rows already read "
-                f"({len(keys & self.seen)} of {len(rows)}); stopped instead of loading duplicates",
+                f"({len(repeated)} of {len(rows)}, e.g. {_describe_key(self.key_fields, min(repeated, key=repr))}); "
+                "stopped instead of loading duplicates",
                 self.endpoint,
                 self.window,
             )
         self.seen |= keys
         count = envelope.get("count")
+        served = echoed_limit(envelope)
         next_offset = self.current_value + len(rows)
-        if len(rows) < self.limit:
+        if not rows or (served is not None and len(rows) < served):
             self._has_next_page = False
         elif isinstance(count, int) and count > len(rows) and next_offset >= count:
             self._has_next_page = False
         else:
-            self.current_value += self.limit
+            self.current_value = next_offset
 
 
 def pages_for(n_rows: int, limit: int) -> int:
-    """Requests `UsagePaginator` sends for a window of `n_rows` (total `count` semantics)."""
+    """Requests `UsagePaginator` sends for a window of `n_rows` (total `count` semantics, `limit`
+    the one the server applies and echoes)."""
     offset, pages = 0, 0
     while True:
         pages += 1
@@ -166,13 +204,23 @@ def _text(value: Any) -> Optional[str]:
 
 
 def parameter_rows(row: Row, keys: Row, endpoint: str = "", window: object = None) -> List[Row]:
-    """A usage row's `parameters`, one row each, prefixed with `keys` (day and row identity)."""
-    flattened, names = [], set()
+    """A usage row's `parameters`, one row each, prefixed with `keys` (day and row identity).
+
+    Two parameters whose names map to one metric (`CPU` and `cpu `), or one that maps to the
+    row's own `usage_hours` (`Usage`), are a malformed answer: either figure could be the one
+    meant, and the facts would hold two values for one metric.
+    """
+    flattened: List[Row] = []
+    owners: Dict[str, str] = {settings.USAGE_METRIC: "the row's own raw_usage"}  # metric -> who gives it
     for parameter in row.get("parameters") or []:
-        name = _required(parameter, "name", endpoint, window)
-        if name in names:
-            raise ProviderError(PROVIDER, f"parameter {name!r} appears twice in one usage row", endpoint, window)
-        names.add(name)
+        name = str(_required(parameter, "name", endpoint, window))
+        owner = owners.get(metric_name(name))
+        if owner is not None:
+            clash = "appears twice" if owner == repr(name) else f"maps to metric {metric_name(name)!r}, as does {owner}"
+            identity = ", ".join(f"{field} {value!r}" for field, value in keys.items() if field != "usage_date")
+            raise ProviderError(PROVIDER, f"field 'parameters[].name' {name!r} {clash} in the usage row of {identity}",
+                                endpoint, window)
+        owners[metric_name(name)] = repr(name)
         metric = parameter_metric(parameter)
         flattened.append({
             **keys,

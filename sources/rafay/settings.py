@@ -36,6 +36,10 @@ INSTANCE_KEY_FIELDS = ("instance_id",)
 PROFILE_KEY_FIELDS = ("profile_id", "instance_organization_id")
 """What identifies a row within one window (used to detect a page served twice)."""
 
+USAGE_METRIC = "usage_hours"
+"""The contract metric of a row's own `raw_usage`; a parameter's metric (`<name>_hours`) may not
+take this name."""
+
 MERGE = {"disposition": "merge", "strategy": "delete-insert"}
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
