@@ -12,6 +12,9 @@ quirk switches serve the others:
   still carry a cursor; following it gives empty pages that carry fresh cursors), "empty" (the
   page after the last one is empty and has no cursor), "missing" (the last page has no cursor),
   "repeat" (the last page echoes the cursor it was asked with).
+- `max_page_size`: a server that clamps `limit` below what was asked (Neon documents 1..100 and
+  says nothing of clamping; PROVIDERS.md warns a server may): pages hold at most this many
+  projects and still carry a cursor, so a short page is not the end.
 - `plan_eligible=False`: the organization's plan has no consumption history (403).
 - `legacy`: the deprecated account endpoint is "gone" (410, default), "not_found" (404) or
   "serve" (flat integer fields per timeframe in `{"periods": [...]}`).
@@ -114,6 +117,7 @@ class NeonSimulator(Simulator):
         org_id: str = "org-quiet-sun-12345678",
         n_projects: int = 7,
         paging_end: str = "cursor",
+        max_page_size: int = 100,
         legacy: str = "gone",
         plan_eligible: bool = True,
         daily_history_days: int = 60,
@@ -128,6 +132,7 @@ class NeonSimulator(Simulator):
         self.org_id = org_id
         self.n_projects = n_projects
         self.paging_end = paging_end
+        self.max_page_size = max_page_size
         self.legacy = legacy
         self.plan_eligible = plan_eligible
         self.daily_history_days = daily_history_days
@@ -299,11 +304,11 @@ class NeonSimulator(Simulator):
         limit_text = request.one("limit") or "10"
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
             return self.error(400, "limit must be an integer from 1 to 100")
-        limit = int(limit_text)
+        limit = min(int(limit_text), self.max_page_size)
         sent_cursor = request.one("cursor")
         offset = 0
         if sent_cursor:
-            offset = _decode_cursor(sent_cursor)
+            offset = decode_cursor(sent_cursor)
             if offset is None:
                 return self.error(400, "invalid cursor")
         listed = [p for p in self.projects if not project_ids or p.project_id in project_ids]
@@ -315,11 +320,11 @@ class NeonSimulator(Simulator):
                 with self.lock:
                     self._fresh += 1
                     fresh = self._fresh
-                body["pagination"] = {"cursor": _encode_cursor(next_offset, fresh)}
+                body["pagination"] = {"cursor": encode_cursor(next_offset, fresh)}
             else:
                 body["pagination"] = {}
         elif next_offset < len(listed) or self.paging_end in ("cursor", "empty"):
-            body["pagination"] = {"cursor": _encode_cursor(next_offset)}
+            body["pagination"] = {"cursor": encode_cursor(next_offset)}
         elif self.paging_end == "repeat" and sent_cursor:
             body["pagination"] = {"cursor": sent_cursor}
         else:
@@ -452,11 +457,13 @@ def _list_param(request: Request, name: str) -> List[str]:
     return values
 
 
-def _encode_cursor(offset: int, salt: int = 0) -> str:
+def encode_cursor(offset: int, salt: int = 0) -> str:
     return base64.urlsafe_b64encode(f"neon:{offset}:{salt}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> Optional[int]:
+def decode_cursor(cursor: str) -> Optional[int]:
+    """The offset of the next project a cursor points at; None when it is not one of ours (tests
+    read it to check which page a request asked for)."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, offset, _ = text.split(":")

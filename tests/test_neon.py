@@ -13,7 +13,7 @@ import requests
 from pipelines.config import ConfigError
 from pipelines.load import load_provider
 from simulators.base import Fault
-from simulators.neon import NeonSimulator
+from simulators.neon import PAGING_ENDS, NeonSimulator, decode_cursor, encode_cursor
 from sources import windows
 from sources.http import ProviderClient, ProviderError
 from sources.neon import settings
@@ -66,12 +66,18 @@ def backfill(first, last):
 @pytest.mark.parametrize(
     "paging_end, n_projects, expected_requests",
     [
-        ("cursor", 150, 2),  # last page has a cursor but fewer than 100 projects: stop there
+        # a last page with fewer than 100 projects and a cursor is not the end: the empty page
+        # after it (with a fresh cursor) is
+        ("cursor", 150, 3),
         ("cursor", 200, 3),  # full last page with a cursor: the empty page after it (fresh cursor) stops
-        ("empty", 200, 3),  # full last page with a cursor, then an empty page without one
-        ("missing", 200, 2),  # full last page without a cursor
-        ("repeat", 200, 2),  # full last page echoing the cursor it was asked with
+        ("empty", 150, 3),  # last page with a cursor, then an empty page without one
+        ("empty", 200, 3),
+        ("missing", 150, 2),  # last page without a cursor
+        ("missing", 200, 2),
+        ("repeat", 150, 2),  # last page echoing the cursor it was asked with
+        ("repeat", 200, 2),
         ("missing", 7, 1),
+        ("cursor", 7, 2),
     ],
 )
 def test_paging_stops_on_each_end_signal(start_sim, paging_end, n_projects, expected_requests):
@@ -90,8 +96,9 @@ def test_paging_stops_on_each_end_signal(start_sim, paging_end, n_projects, expe
 @pytest.mark.parametrize(
     "paging_end, n_projects, pages, reason",
     [
-        ("cursor", 7, 3, "fewer projects than the limit"),
+        ("cursor", 7, 4, "empty page"),  # 3, 3, then 1 with a cursor: not the end
         ("cursor", 6, 3, "empty page"),
+        ("missing", 7, 3, "no cursor"),
         ("empty", 6, 3, "empty page"),
         ("missing", 6, 2, "no cursor"),
         ("repeat", 6, 2, "cursor repeated"),
@@ -101,7 +108,7 @@ def test_paginator_names_the_signal_it_stopped_on(start_sim, paging_end, n_proje
     sim = start_sim(paging_end=paging_end, n_projects=n_projects)
     client = ProviderClient("neon", sim.base_url + sim.base_path, {"Authorization": f"Bearer {KEY}"}, settings.KEY_SETTING)
     first, last = last_days(3)
-    paginator = NeonCursorPaginator(limit=3)
+    paginator = NeonCursorPaginator()
     params = project_params(sim.org_id, windows.Window(first, last), settings.METRICS, limit=3)
     projects = [p["project_id"] for page in client.paginate(settings.PROJECTS_PATH, params, paginator, "projects") for p in page]
     assert (paginator.pages, paginator.stop_reason) == (pages, reason)
@@ -109,13 +116,44 @@ def test_paginator_names_the_signal_it_stopped_on(start_sim, paging_end, n_proje
 
 
 def test_end_of_paging_rules():
-    assert end_of_paging(0, 100, "c2", "c1") == "empty page"
-    assert end_of_paging(99, 100, "c2", "c1") == "fewer projects than the limit"
-    assert end_of_paging(100, 100, None, "c1") == "no cursor"
-    assert end_of_paging(100, 100, "", None) == "no cursor"
-    assert end_of_paging(100, 100, "c1", "c1") == "cursor repeated"
-    assert end_of_paging(100, 100, "c1", "c2", seen={"c1", "c2"}) == "cursor repeated"
-    assert end_of_paging(100, 100, "c3", "c2", seen={"c1", "c2"}) is None
+    assert end_of_paging(0, "c2", "c1") == "empty page"
+    assert end_of_paging(100, None, "c1") == "no cursor"
+    assert end_of_paging(100, "", None) == "no cursor"
+    assert end_of_paging(100, "c1", "c1") == "cursor repeated"
+    assert end_of_paging(100, "c1", "c2", seen={"c1", "c2"}) == "cursor repeated"
+    assert end_of_paging(100, "c3", "c2", seen={"c1", "c2"}) is None
+
+
+def test_a_short_page_with_a_new_cursor_is_not_the_end():
+    # a server may clamp `limit`: a page of 3 (or 99) projects with a fresh cursor is followed,
+    # in the middle of the paging as at its end
+    assert end_of_paging(3, "c2", "c1", seen={"c1"}) is None
+    assert end_of_paging(99, "c2", None) is None
+    assert end_of_paging(3, None, "c1") == "no cursor"
+    assert end_of_paging(3, "c1", "c1") == "cursor repeated"
+
+
+@pytest.mark.parametrize("paging_end", PAGING_ENDS)
+@pytest.mark.parametrize("n_projects", [10, 9])  # the last page short, or full
+def test_a_server_that_clamps_limit_still_loads_every_project(start_sim, paging_end, n_projects):
+    """Asked for 100 projects a page, the server serves 3 with a cursor: every such short page is
+    followed, each follow-up carrying the cursor the page before it answered."""
+    sim = start_sim(paging_end=paging_end, n_projects=n_projects, max_page_size=3)
+    first, last = last_days(2)
+    backfill(first, last)
+    sent = sim.requests_to(PROJECTS_PATH)
+    assert all(r.one("limit") == "100" for r in sent)
+    assert sent[0].one("cursor") is None
+    real_pages = -(-n_projects // 3)
+    # the cursors of the real pages point at offsets 3, 6, 9; past the last one, only the empty
+    # page that ends paging ("cursor", "empty") is asked for
+    offsets = [decode_cursor(r.one("cursor")) for r in sent[1:]]
+    assert offsets[:real_pages - 1] == [3 * page for page in range(1, real_pages)], offsets
+    assert len(sent) == real_pages + (paging_end in ("cursor", "empty"))
+    assert len(sim.requests) == CASE.min_requests(sim, first, last)
+    assert_facts_equal(facts("duckdb", CASE), truth_rows(sim, first, last))
+    assert {row[0] for row in query("duckdb", "select distinct project_id from raw_neon.project_consumption")} \
+        == {p.project_id for p in sim.projects if p.created_day <= last}
 
 
 # -- query strings and windows ------------------------------------------------------------------
@@ -123,9 +161,10 @@ def test_query_strings(start_sim):
     sim = start_sim()
     first, last = last_days(3)
     backfill(first, last)
-    (request,) = sim.requests
-    assert request.path == "/api/v2/consumption_history/v2/projects"
-    assert request.query == {
+    # seven projects on one page with a cursor, then the empty page that ends paging
+    first_page, after_it = sim.requests
+    assert first_page.path == after_it.path == "/api/v2/consumption_history/v2/projects"
+    window_query = {
         "org_id": [sim.org_id],
         "from": [f"{first.isoformat()}T00:00:00Z"],
         "to": [f"{(last + DAY).isoformat()}T00:00:00Z"],
@@ -133,6 +172,8 @@ def test_query_strings(start_sim):
         "metrics": [",".join(settings.METRICS)],
         "limit": ["100"],
     }
+    assert first_page.query == window_query
+    assert after_it.query == {**window_query, "cursor": [encode_cursor(sim.n_projects)]}
     CASE.assert_requests(sim.requests, first, last)
 
 
@@ -151,7 +192,8 @@ def test_long_backfill_is_cut_into_60_day_windows(start_sim):
     sim = start_sim(daily_history_days=120)
     first, last = last_days(75)
     result = backfill(first, last)
-    windows_sent = [(r.one("from"), r.one("to")) for r in sim.requests]
+    windows_sent = [(r.one("from"), r.one("to")) for r in sim.requests if r.one("cursor") is None]
+    assert len(sim.requests) == CASE.min_requests(sim, first, last) == 4
     middle = first + 60 * DAY
     assert windows_sent == [
         (f"{first}T00:00:00Z", f"{middle}T00:00:00Z"),
@@ -198,7 +240,7 @@ def test_rate_limit_answer_is_retried(start_sim):
     sim.inject(Fault(status=429, body={"request_id": "r", "code": "TOO_MANY_REQUESTS", "message": "slow down"}))
     first, last = last_days(2)
     backfill(first, last)
-    assert len(sim.requests) == 2
+    assert len(sim.requests) == CASE.min_requests(sim, first, last) + 1  # the 429, asked again
     assert_facts_equal(facts("duckdb", CASE), truth_rows(sim, first, last))
 
 

@@ -102,7 +102,7 @@ def project_consumption(
         return
     for window in windows.split(window_to_load.first, window_to_load.last, settings.MAX_WINDOW_DAYS):
         params = project_params(org_id, window, metrics)
-        paginator = NeonCursorPaginator(limit=params["limit"])
+        paginator = NeonCursorPaginator()
         try:
             for page in client.paginate(settings.PROJECTS_PATH, params, paginator, PROJECTS, window):
                 # a few projects at a time: a page of 100 projects over 60 days is 48,000 rows,

@@ -22,14 +22,15 @@ class NeonCursorPaginator(BasePaginator):
     """Walks `pagination.cursor` of the projects endpoint.
 
     Neon does not document how the last page looks (it may still carry a cursor), so paging
-    stops on whichever comes first: an empty page, a page with fewer than `limit` projects, a
-    missing cursor, or a cursor already seen (the same as the previous one, or any earlier one).
-    `stop_reason` says which, for logs and tests.
+    stops on whichever comes first: an empty page, a missing cursor, or a cursor already seen
+    (the same as the previous one, or any earlier one). A page with fewer projects than asked
+    for is not the end: a server may clamp `limit`, and stopping there would silently lose every
+    later project; the one request for the empty page after the last is the price of never
+    losing one. `stop_reason` says which signal ended paging, for logs and tests.
     """
 
-    def __init__(self, limit: int = settings.PAGE_SIZE, cursor_param: str = "cursor"):
+    def __init__(self, cursor_param: str = "cursor"):
         super().__init__()
-        self.limit = limit
         self.cursor_param = cursor_param
         self.cursor: Optional[str] = None
         self.seen: set = set()
@@ -43,7 +44,7 @@ class NeonCursorPaginator(BasePaginator):
         self.pages += 1
         pagination = body.get("pagination") or {}
         next_cursor = pagination.get("cursor") if isinstance(pagination, dict) else None
-        self.stop_reason = end_of_paging(len(body["projects"]), self.limit, next_cursor, self.cursor, self.seen)
+        self.stop_reason = end_of_paging(len(body["projects"]), next_cursor, self.cursor, self.seen)
         if self.stop_reason is not None:
             self._has_next_page = False
             return
@@ -56,13 +57,12 @@ class NeonCursorPaginator(BasePaginator):
 
 
 def end_of_paging(
-    n_projects: int, limit: int, next_cursor: Optional[str], previous_cursor: Optional[str], seen: Iterable[str] = ()
+    n_projects: int, next_cursor: Optional[str], previous_cursor: Optional[str], seen: Iterable[str] = ()
 ) -> Optional[str]:
-    """Why paging ends after a page, or None to follow `next_cursor`."""
+    """Why paging ends after a page, or None to follow `next_cursor`. How many projects the page
+    held against the `limit` asked for is no signal: a server may clamp `limit`."""
     if n_projects == 0:
         return "empty page"
-    if n_projects < limit:
-        return "fewer projects than the limit"
     if not next_cursor:
         return "no cursor"
     if next_cursor == previous_cursor or next_cursor in seen:

@@ -41,9 +41,15 @@ def assert_requests(requests: List[Request], first: dt.date, last: dt.date) -> N
 
 
 def min_requests(sim: NeonSimulator, first: dt.date, last: dt.date) -> int:
-    """Pages per window; a full last page needs one more request to learn that it was the last."""
-    pages = max(1, math.ceil(sim.n_projects / settings.PAGE_SIZE))
-    if sim.n_projects % settings.PAGE_SIZE == 0 and sim.paging_end in ("cursor", "empty"):
+    """Pages per window of as many projects as the server serves (100 asked, maybe clamped).
+
+    A short page is not the end, so where the last page still carries a fresh cursor (`cursor`,
+    `empty`) one more request meets the empty page that ends paging, whether the last page was
+    full or not; a missing (`missing`) or repeated (`repeat`) cursor ends paging on the last page.
+    """
+    page_size = min(settings.PAGE_SIZE, sim.max_page_size)
+    pages = max(1, math.ceil(sim.n_projects / page_size))
+    if sim.n_projects and sim.paging_end in ("cursor", "empty"):
         pages += 1
     return pages * len(windows.split(first, last, settings.MAX_WINDOW_DAYS))
 
