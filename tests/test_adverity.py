@@ -205,6 +205,12 @@ def test_paginator_stops_on_an_exact_multiple_and_on_an_empty_page():
     assert walk(helpers.CountPaginator(100), [{"count": 500, "items": [{}] * 100}, {"count": 500, "items": []}]) == [1, 2]
 
 
+def test_paginator_follows_short_pages_of_an_instance_that_caps_page_size():
+    # asked for 100 a page, served 40: only `count` (or an empty page) ends the paging
+    capped = [{"count": 100, "items": [{}] * 40}, {"count": 100, "items": [{}] * 40}, {"count": 100, "items": [{}] * 20}]
+    assert walk(helpers.CountPaginator(100), capped + [{"count": 100, "items": []}]) == [1, 2, 3]
+
+
 @pytest.mark.parametrize("body", [{"items": []}, {"count": "many", "items": []}, {"count": 3}])
 def test_paginator_rejects_a_page_without_count_or_items(body):
     with pytest.raises(ProviderError) as failure:
