@@ -102,7 +102,8 @@ def minimum_requests(sims: Dict[str, Any], first: dt.date, last: dt.date,
     """Per provider, from the simulators' own data and the APIs' documented rules:
 
     - Neon: each window of up to 60 days pages 100 projects at a time, one page after another;
-      the end of paging is undocumented, so a full last page costs one more request;
+      the end of paging is undocumented and a short page is not the end, so the page after the
+      last one costs one more request;
     - Adverity: no range limit is documented, so the whole range is one window of pages of 100,
       all one after another (one call at a time);
     - Rafay: one window per UTC day and endpoint (usage is aggregated over the range), each paged
@@ -115,7 +116,7 @@ def minimum_requests(sims: Dict[str, Any], first: dt.date, last: dt.date,
         sim = sims["neon"]
         n, limit = len(sim.projects), sizes_["neon"]
         pages = max(1, math.ceil(n / limit))
-        if n and n % limit == 0 and sim.paging_end in ("cursor", "empty"):
+        if n and sim.paging_end in ("cursor", "empty"):
             pages += 1
         requests = pages * len(windows.split(first, last, 60))
         out["neon"] = Minimum(requests, requests)

@@ -7,6 +7,7 @@ Every mistake becomes a `ConfigError`: one line naming the setting and the fix.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib
 import os
 from dataclasses import dataclass
@@ -121,6 +122,14 @@ def check_provider(provider: str, now: Optional[dt.datetime] = None) -> Provider
     return ProviderConfig(provider, start_date, lookback)
 
 
+def oldest_servable_day(provider: str, now: Optional[dt.datetime] = None) -> Optional[dt.date]:
+    """The oldest day the provider's API still serves (None: any day)."""
+    settings = settings_module(provider)
+    return windows.oldest_servable_day(
+        getattr(settings, "DAILY_HISTORY_DAYS", None), getattr(settings, "EARLIEST_DAY", None), now
+    )
+
+
 def _check_source_settings(provider: str) -> None:
     """The settings whose form only the source knows (Neon's org id, Adverity's auth scheme),
     checked with the source's own rule before anything runs."""
@@ -148,6 +157,28 @@ class Destination:
         if self.name == "duckdb":
             return dlt.destinations.duckdb(credentials=self.location)
         return dlt.destinations.postgres()
+
+    @property
+    def identity(self) -> str:
+        """What makes this warehouse itself: the DuckDB file's real path, or the Postgres
+        server and database (never the user or password)."""
+        if self.name == "duckdb":
+            return "duckdb:" + os.path.realpath(self.location)
+        parts = urlsplit(self.location)
+        return f"postgres:{(parts.hostname or '').lower()}:{parts.port or 5432}/{parts.path.lstrip('/')}"
+
+    @property
+    def pipelines_dir(self) -> str:
+        """The working folder of this warehouse's pipelines (local state, pending packages).
+
+        One per warehouse under dlt's data dir (`DLT_DATA_DIR`), named by a digest of its
+        identity, so two warehouses never share a cursor or a pending package, whatever
+        `DLT_DATA_DIR` is; the pipeline names stay those the warehouses' stored state knows.
+        """
+        from dlt.common.pipeline import get_dlt_pipelines_dir
+
+        digest = hashlib.sha256(self.identity.encode()).hexdigest()[:16]
+        return os.path.join(get_dlt_pipelines_dir(), f"{self.name}-{digest}")
 
     @property
     def loader_file_format(self) -> str:

@@ -15,14 +15,21 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Set
+from typing import Any, List, Optional, Sequence, Set
 from urllib.parse import urlsplit
 
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.config import Destination, check_provider, destination as resolve_destination, postgres_url, source_function
+from pipelines.config import (
+    Destination,
+    check_provider,
+    destination as resolve_destination,
+    oldest_servable_day,
+    postgres_url,
+    source_function,
+)
 from sources import windows
 from sources.http import ProviderError, REQUESTS_SENT, redact
 
@@ -32,9 +39,13 @@ log = logging.getLogger("pipelines")
 @dataclass
 class LoadResult:
     provider: str
-    status: str = "ok"  # ok | failed
+    status: str = "ok"  # ok | failed | interrupted
     rows: int = 0
     days: Set[dt.date] = field(default_factory=set)
+    """Days that had rows in what was loaded."""
+    covered: Set[dt.date] = field(default_factory=set)
+    """Days read from the API by the loaded packages (with or without usage)."""
+    load_ids: List[str] = field(default_factory=list)
     requests: int = 0
     seconds: float = 0.0
     error: Optional[str] = None
@@ -47,11 +58,33 @@ class LoadResult:
     def last_day(self) -> Optional[dt.date]:
         return max(self.days) if self.days else None
 
+    def add(self, other: "LoadResult") -> None:
+        """Count another load of the same provider (a chunk, a repair) into this result."""
+        self.rows += other.rows
+        self.days |= other.days
+        self.covered |= other.covered
+        self.load_ids += other.load_ids
+        self.requests += other.requests
+        self.seconds += other.seconds
+        if other.status != "ok" and self.status == "ok":
+            self.status, self.error = other.status, other.error
+
+
+LOAD_ID_SETTING = "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"
+
 
 def pipeline_for(provider: str, dest: Destination) -> dlt.Pipeline:
-    """The provider's pipeline: its working folder and state live under DLT_DATA_DIR."""
+    """The provider's pipeline on this warehouse: its working folder is the warehouse's own
+    (`Destination.pipelines_dir`), so no other warehouse's cursor or package can reach it.
+
+    Every raw row carries its load's id (`_dlt_load_id`, which dlt leaves off Arrow tables by
+    default): the model runner finds the days of loads not yet modelled through it, so it is
+    not left to a setting.
+    """
+    os.environ[LOAD_ID_SETTING] = "true"
     return dlt.pipeline(
         pipeline_name=f"{provider}_usage_{dest.name}",
+        pipelines_dir=dest.pipelines_dir,
         destination=dest.dlt_destination(),
         dataset_name=f"raw_{provider}",
     )
@@ -70,10 +103,11 @@ def load_provider(
     """Run one provider's source into `raw_<provider>`.
 
     Nightly when `end_date` is None (incremental from the saved cursor, re-reading the lookback
-    window); a backfill of `start_date..end_date` otherwise, which leaves the cursor alone.
-    A failure is returned as a failed LoadResult (or raised with `raise_errors`), never half-done.
-    Load packages an interrupted run left are completed first; then the source is extracted and
-    loaded in the same call, and `result.days` covers both.
+    window); a load of exactly `start_date..end_date` otherwise (a backfill or a repair), which
+    leaves the cursor alone. A failure is returned as a failed LoadResult (or raised with
+    `raise_errors`), never half-done. Load packages an interrupted run left are completed
+    first; then the source is extracted and loaded in the same call, and `result.days` covers
+    both.
     """
     dest = dest or resolve_destination(destination)
     config = check_provider(provider)
@@ -81,20 +115,20 @@ def load_provider(
     requests_before = REQUESTS_SENT[provider]
     started = time.monotonic()
     pipeline = pipeline_for(provider, dest)
-    source_kwargs = dict(
-        start_date=start_date or config.start_date or windows.default_start_date(),
-        end_date=end_date,
-        lookback_days=config.lookback_days if lookback_days is None else lookback_days,
-    )
+    lookback = config.lookback_days if lookback_days is None else lookback_days
     try:
         _discard_abandoned_extracts(pipeline)
         if pipeline.has_pending_data:
             _complete_pending(pipeline, result)
-        source = source_function(provider)(**source_kwargs)
+        pipeline = _state_of_warehouse(pipeline)
+        if end_date is None:
+            start_date = nightly_start(provider, pipeline, windows.parse_day(start_date) if start_date else config.start_date, lookback)
+        source = source_function(provider)(start_date=start_date, end_date=end_date, lookback_days=lookback)
         for resource in source.resources.selected.values():
             resource.add_map(_day_tracker(result.days))
         info = pipeline.run(source, loader_file_format=dest.loader_file_format)
         info.raise_on_failed_jobs()
+        _note_loaded(pipeline, info.loads_ids, result)
         counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace.last_normalize_info else {}
         result.rows += sum(n for table, n in counts.items() if not table.startswith("_dlt"))
     except Exception as exc:  # noqa: BLE001 - one provider's failure must not stop the others
@@ -103,10 +137,77 @@ def load_provider(
         result.status = "failed"
         result.error = describe_failure(provider, exc)
         log.error(result.error)
+        log.debug("%s: the failure in full", provider, exc_info=True)
     finally:
         result.requests = REQUESTS_SENT[provider] - requests_before
         result.seconds = time.monotonic() - started
     return result
+
+
+def _state_of_warehouse(pipeline: dlt.Pipeline) -> dlt.Pipeline:
+    """The pipeline with the state the warehouse holds, not whatever the local folder has.
+
+    dlt keeps the local state when its version is newer than the warehouse's (a warehouse
+    restored from a backup, a file replaced, a folder copied from another machine): the cursor
+    could then claim days the warehouse never got. With no package pending, the local folder
+    holds nothing the warehouse lacks, so it is dropped and the state restored from the
+    warehouse; a first run finds none there and starts from the beginning.
+    """
+    if pipeline.has_pending_data:
+        return pipeline
+    pipeline = pipeline.drop()
+    pipeline.sync_destination()
+    return pipeline
+
+
+def saved_cursor(pipeline: dlt.Pipeline) -> Optional[dt.date]:
+    """The oldest `usage_date` cursor the state holds for any resource of the pipeline; None
+    before the first successful run. A resource added since starts from there too."""
+    days = []
+    for source_state in (pipeline.state.get("sources") or {}).values():
+        for resource_state in (source_state.get("resources") or {}).values():
+            last_value = (((resource_state or {}).get("incremental") or {}).get("usage_date") or {}).get("last_value")
+            if last_value is not None:
+                days.append(windows.parse_day(last_value))
+    return min(days) if days else None
+
+
+def nightly_start(provider: str, pipeline: dlt.Pipeline, configured_start: Optional[dt.date], lookback: int) -> dt.date:
+    """The first day a nightly run reads.
+
+    Without a saved cursor: START_DATE, or the last week. With one: the cursor minus the
+    lookback, the saved cursor alone deciding (a default start recomputed every night would
+    floor it, and an outage longer than a week would skip days); a configured START_DATE stays
+    the first day ever read. Never older than the API still serves: days it no longer has are
+    reported as missing by the completeness check.
+    """
+    saved = saved_cursor(pipeline)
+    if saved is None:
+        start = configured_start or windows.default_start_date()
+    else:
+        start = saved - dt.timedelta(days=lookback)
+        if configured_start is not None:
+            start = max(start, configured_start)
+    oldest = oldest_servable_day(provider)
+    return max(start, oldest) if oldest is not None else start
+
+
+def _note_loaded(pipeline: dlt.Pipeline, load_ids: Sequence[str], result: LoadResult) -> None:
+    """Record the loaded packages: their ids, and the days their windows read from the API
+    (for a provider with several resources, the days every resource read)."""
+    for load_id in load_ids:
+        result.load_ids.append(load_id)
+        try:
+            state = pipeline.get_load_package_state(load_id)
+        except Exception:  # noqa: BLE001 - a package without state read no window
+            continue
+        noted = state.get(windows.WINDOWS_KEY) or {}
+        per_resource = [
+            {day for first, last in spans for day in windows.days(dt.date.fromisoformat(first), dt.date.fromisoformat(last))}
+            for spans in noted.values()
+        ]
+        if per_resource:
+            result.covered |= set.intersection(*per_resource)
 
 
 PACKAGE_DAYS_KEY = "usage_days"
@@ -141,6 +242,7 @@ def _complete_pending(pipeline: dlt.Pipeline, result: LoadResult) -> None:
         log.info("%s: the interrupted run was the first one; loading from the start", pipeline.pipeline_name)
         return
     info.raise_on_failed_jobs()
+    _note_loaded(pipeline, info.loads_ids, result)
     for load_id in info.loads_ids:
         try:
             state = pipeline.get_load_package_state(load_id)
@@ -163,10 +265,16 @@ _EXTRACT_FOLDER = re.compile(r"^[0-9a-f]{16}$")
 
 
 def _discard_abandoned_extracts(pipeline: dlt.Pipeline) -> None:
-    """Remove what a run killed while extracting left behind: dlt writes a package under a
-    random folder of `normalize/` and only moves it to `normalize/extracted` once extraction
-    finished, so such a folder is half a package nobody will read (one run per pipeline at a
-    time is guaranteed by the warehouse lock)."""
+    """Tidy what a run killed between two of dlt's file moves left behind (one run per
+    pipeline at a time is guaranteed by the warehouse lock):
+
+    - killed while extracting: dlt writes a package under a random folder of `normalize/` and
+      only moves it to `normalize/extracted` once extraction finished, so such a folder is half
+      a package nobody will read: removed;
+    - killed after normalizing a package but before deleting its extracted copy: the package is
+      complete in `load/normalized` (moved there in one rename), and normalizing the copy again
+      would fail on the existing folder, night after night: the copy is removed.
+    """
     normalize_dir = os.path.join(pipeline.working_dir, "normalize")
     if not os.path.isdir(normalize_dir):
         return
@@ -175,6 +283,13 @@ def _discard_abandoned_extracts(pipeline: dlt.Pipeline) -> None:
         if _EXTRACT_FOLDER.match(name) and os.path.isdir(path):
             log.info("%s: removing the partial extract of an interrupted run (%s)", pipeline.pipeline_name, name)
             shutil.rmtree(path, ignore_errors=True)
+    extracted_dir = os.path.join(normalize_dir, "extracted")
+    normalized_dir = os.path.join(pipeline.working_dir, "load", "normalized")
+    if os.path.isdir(extracted_dir) and os.path.isdir(normalized_dir):
+        for load_id in set(os.listdir(extracted_dir)) & set(os.listdir(normalized_dir)):
+            log.info("%s: load package %s was normalized already; removing its extracted copy",
+                     pipeline.pipeline_name, load_id)
+            shutil.rmtree(os.path.join(extracted_dir, load_id), ignore_errors=True)
 
 
 def _day_tracker(days: Set[dt.date]):

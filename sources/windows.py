@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 UTC = dt.timezone.utc
 ONE_DAY = dt.timedelta(days=1)
@@ -118,6 +118,9 @@ def range_to_load(incremental, now: Optional[dt.datetime] = None) -> Optional[Wi
     Starts at the incremental's start value (dlt has already stepped it back by the lag, the
     lookback window); ends at its `end_value` (exclusive, a backfill) or at the last complete
     day (a nightly run). None when there is nothing complete to load yet.
+
+    The window is noted in the load package's state (`WINDOWS_KEY`, per resource): once the
+    package is loaded, those days count as read from the API, also the ones that had no usage.
     """
     first = parse_day(incremental.start_value)
     last = last_complete_day(now)
@@ -125,7 +128,54 @@ def range_to_load(incremental, now: Optional[dt.datetime] = None) -> Optional[Wi
         last = min(last, parse_day(incremental.end_value) - ONE_DAY)
     if first > last:
         return None
-    return Window(first, last)
+    window = Window(first, last)
+    _note_window(getattr(incremental, "resource_name", None) or "resource", window)
+    return window
+
+
+WINDOWS_KEY = "usage_windows"
+"""Key of the load package state that lists, per resource, the day windows read from the API."""
+
+
+def _note_window(resource: str, window: Window) -> None:
+    try:
+        import dlt
+
+        package_state = dlt.current.load_package_state()["state"]
+    except Exception:  # noqa: BLE001 - outside an extraction (a unit test) there is no package
+        return
+    noted = package_state.setdefault(WINDOWS_KEY, {})
+    noted.setdefault(resource, []).append([window.first.isoformat(), window.last.isoformat()])
+
+
+def oldest_servable_day(history_days: Optional[int], earliest: Optional[dt.date],
+                        now: Optional[dt.datetime] = None) -> Optional[dt.date]:
+    """The oldest day an API with `history_days` of daily history (None: unlimited) and no
+    data before `earliest` (None: no such floor) still serves; None when it serves any day."""
+    oldest = (now or utc_now()).date() - dt.timedelta(days=history_days) if history_days is not None else None
+    if earliest is not None:
+        oldest = max(oldest, earliest) if oldest is not None else earliest
+    return oldest
+
+
+def ranges(days_: Iterable[dt.date]) -> List[Window]:
+    """Sorted days folded into windows of consecutive days: for messages and for repairs."""
+    out: List[Window] = []
+    for day in sorted(set(days_)):
+        if out and day == out[-1].last + ONE_DAY:
+            out[-1] = Window(out[-1].first, day)
+        else:
+            out.append(Window(day, day))
+    return out
+
+
+def describe_days(days_: Iterable[dt.date], limit: int = 6) -> str:
+    """`2026-01-01..2026-01-05, 2026-01-09` (at most `limit` ranges, then `and N more`)."""
+    folded = ranges(days_)
+    parts = [str(w) if w.n_days > 1 else w.first.isoformat() for w in folded[:limit]]
+    if len(folded) > limit:
+        parts.append(f"and {len(folded) - limit} more ranges")
+    return ", ".join(parts)
 
 
 def day_cursor(start_date: dt.date, end_date: Optional[dt.date] = None, lookback_days: int = 0):

@@ -109,7 +109,8 @@ def test_unknown_provider_is_refused(sims):
 
 def cursor_state(provider: str) -> dict:
     """The nightly cursor (dlt state) of every resource of a provider's pipeline."""
-    path = Path(os.environ["DLT_DATA_DIR"]) / "pipelines" / f"{provider}_usage_duckdb" / "state.json"
+    warehouse = config.Destination("duckdb", os.environ["DESTINATION__DUCKDB__CREDENTIALS"])
+    path = Path(warehouse.pipelines_dir) / f"{provider}_usage_duckdb" / "state.json"
     state = json.loads(path.read_text())
     resources = state["sources"][provider]["resources"]
     return {name: r.get("incremental") for name, r in resources.items()}

@@ -22,6 +22,7 @@ import dlt
 import pytest
 
 from pipelines import config
+from pipelines.load import pipeline_for
 from pipelines.nightly import run_nightly
 from simulators.base import FOREVER, Fault, Simulator
 from sources import windows
@@ -82,6 +83,19 @@ if moment == "load-jobs":
         return complete_job(self, load_id, file_name)
 
     load_package.PackageStorage.complete_job = complete_job_or_die
+
+if moment == "normalize-commit":
+    from dlt.common.storages import load_storage
+
+    commit_new_load_package = load_storage.LoadStorage.commit_new_load_package
+
+    def commit_and_die(self, load_id):
+        # the normalized package is in place; dlt has not yet deleted the extracted one
+        commit_new_load_package(self, load_id)
+        if os.sep + pipeline_name + os.sep in self.storage.storage_path:
+            die()
+
+    load_storage.LoadStorage.commit_new_load_package = commit_and_die
 
 from pipelines.__main__ import main
 
@@ -144,7 +158,7 @@ def models_equal_truth(provider: str, sim: Simulator, first: dt.date, last: dt.d
 
 
 def pipeline(provider: str, destination: str = "duckdb") -> dlt.Pipeline:
-    return dlt.pipeline(pipeline_name=f"{provider}_usage_{destination}")
+    return pipeline_for(provider, config.destination(destination))
 
 
 def assert_state_consistent(provider: str, last: dt.date, destination: str = "duckdb") -> None:
@@ -221,6 +235,7 @@ CRASHES = {
     # moment: (killed provider, a provider nightly runs after it)
     "extract": ("rafay", "neon"),
     "normalize": ("neon", "bronto"),
+    "normalize-commit": ("adverity", "neon"),
     "load": ("bronto", "adverity"),
     "load-jobs": ("rafay", "adverity"),
 }
@@ -260,7 +275,7 @@ def test_a_nightly_killed_mid_run_is_completed_by_the_next(moment, destination, 
         returncode = done.returncode
     assert returncode == -signal.SIGKILL, f"the run was not killed ({returncode})"
     pending = pipeline(killed, destination)
-    expected_pending = {"extract": (0, 0), "normalize": (1, 0), "load": (0, 1), "load-jobs": (0, 1)}[moment]
+    expected_pending = {"extract": (0, 0), "normalize": (1, 0), "normalize-commit": (1, 1), "load": (0, 1), "load-jobs": (0, 1)}[moment]
     assert (len(pending.list_extracted_load_packages()), len(pending.list_normalized_load_packages())) == expected_pending
     started[killed].clear_faults()
 
@@ -272,6 +287,7 @@ def test_a_nightly_killed_mid_run_is_completed_by_the_next(moment, destination, 
     recovery = {
         "extract": "removing the partial extract of an interrupted run",
         "normalize": "completing 1 load package(s) left by an interrupted run",
+        "normalize-commit": "normalized already; removing its extracted copy",
         "load": "completing 1 load package(s) left by an interrupted run",
         "load-jobs": "was cut while loading; aborting it and reading its days again",
     }[moment]
