@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     models_cmd = with_wait(with_destination(commands.add_parser("models", help="rebuild the SQL models, for a day range or all")))
     models_cmd.add_argument("--start", default=None, help="first day YYYY-MM-DD (inclusive)")
     models_cmd.add_argument("--end", default=None, help="last day YYYY-MM-DD (inclusive)")
-    with_destination(commands.add_parser("check", help="model tests and freshness; non-zero on failure"))
+    with_destination(commands.add_parser("check", help="completeness (no missing day) and model tests; non-zero on failure"))
     commands.add_parser("bench", add_help=False,
                         help="the pipeline against a bare requests+pyarrow+duckdb loader (bench --help)")
     return parser
@@ -77,7 +77,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     with warehouse_lock(dest, "backfill", args.wait):
         report = RunReport("backfill", dest)
         report.results = run_backfill(providers, first, last, dest)
-        report.finish(check_freshness=False, start=first, end=last)
+        report.finish(check=False)
     print("\n".join(report.lines()))
     return report.exit_code
 
@@ -117,17 +117,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     first, last = _day_range(args.start, args.end)
     dest = config.destination(args.destination)
-    try:
-        with warehouse_lock(dest, "models", args.wait):
-            report = models.build(dest, first, last)
-    except models.ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return config.EXIT_FAILED
+    with warehouse_lock(dest, "models", args.wait):
+        report = models.build(dest, first, last)
     span = f"{first or 'all'}..{last or 'all'}"
     print(f"built {len(report.models)} models; analytics.fct_daily_usage {span}: {report.rows} rows")
     for name in report.empty_views:
         print(f"  {name}: no raw data yet (empty view)")
-    return config.EXIT_OK
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return config.EXIT_FAILED if report.errors else config.EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:

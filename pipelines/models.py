@@ -3,9 +3,12 @@ destination's own connection, then the model tests.
 
 - `sql/staging/*.sql` are views, one per raw table, already in the fact's shape. When a
   provider's raw table does not exist yet (never loaded), its view is created empty.
-- `sql/marts/*.sql` are tables built incrementally by day range: rebuilding `[start, end]`
-  deletes and inserts exactly those days, in one transaction with the model tests, so analysts
-  never see a half-built table and a failing build or test leaves the previous table intact.
+- `sql/marts/*.sql` are tables built incrementally by provider and day range: a provider's
+  rows for `[start, end]` are built aside and tested, then swapped in (delete + insert of
+  exactly those rows) in one transaction, so analysts never see a half-built table, and a
+  provider whose rows fail keeps its previous ones without holding back the others.
+- Which days need building is kept in the warehouse: `analytics.model_loads` lists the raw
+  loads already modelled, so any run after a failed or interrupted build repairs it.
 - `sql/**/<model>.tests.sql` hold the model tests: `-- test: <name>` then a query that returns
   the offending rows (none = pass).
 
@@ -112,10 +115,31 @@ class BuildReport:
     rows: int = 0
     start: Optional[dt.date] = None
     end: Optional[dt.date] = None
+    built: Dict[str, Tuple[dt.date, dt.date]] = field(default_factory=dict)
+    """Per provider, the day range whose facts were rebuilt."""
+    failed: Dict[str, str] = field(default_factory=dict)
+    """Per provider, why its facts were not published (its previous facts stay)."""
+
+    @property
+    def errors(self) -> List[str]:
+        return [self.failed[provider] for provider in sorted(self.failed)]
+
+
+MODEL_LOADS = f"{SCHEMA}.model_loads"
+"""The raw load packages whose days the marts already hold, per provider: any load not in it
+has days to rebuild, whatever happened to the run that loaded it."""
+CREATE_MODEL_LOADS = f"""
+create table if not exists {MODEL_LOADS} (
+    provider varchar not null,
+    load_id varchar not null,
+    built_at timestamp not null
+)
+"""
 
 
 def _sql_client(dest: Destination):
-    pipeline = dlt.pipeline(pipeline_name=f"usage_models_{dest.name}", destination=dest.dlt_destination(), dataset_name=SCHEMA)
+    pipeline = dlt.pipeline(pipeline_name=f"usage_models_{dest.name}", pipelines_dir=dest.pipelines_dir,
+                            destination=dest.dlt_destination(), dataset_name=SCHEMA)
     return pipeline.sql_client()
 
 
@@ -123,31 +147,140 @@ def _day(value: dt.date) -> str:
     return f"date '{value.isoformat()}'"
 
 
+def _text(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def existing_tables(client) -> set:
     rows = client.execute_sql("select table_schema, table_name from information_schema.tables")
     return {f"{schema}.{name}" for schema, name in rows}
 
 
+def providers_of(models: Sequence[Model]) -> List[str]:
+    """The providers whose raw datasets (`raw_<provider>`) the staging models read."""
+    return sorted({schema[len("raw_"):] for model in models if model.kind == "view" for schema, _ in RAW_REF.findall(model.sql)})
+
+
 def build(dest: Destination, start: Optional[dt.date] = None, end: Optional[dt.date] = None,
-          models: Optional[Sequence[Model]] = None) -> BuildReport:
-    """Build every model; marts only for days `start..end` (inclusive) when given, else all."""
+          models: Optional[Sequence[Model]] = None, providers: Optional[Sequence[str]] = None) -> BuildReport:
+    """Build every model; marts only for days `start..end` (inclusive) when given, else all.
+
+    Each provider's facts are built and tested on their own: a provider whose rows fail a test
+    (or whose staging view fails) keeps its previous facts and is named in `report.failed`,
+    and the others are published. A build of everything also marks every raw load as modelled.
+    """
     models = list(models) if models is not None else discover()
     report = BuildReport(start=start, end=end)
     with _sql_client(dest) as client:
-        client.execute_sql(f"create schema if not exists {SCHEMA}")
-        tables = existing_tables(client)
-        for model in models:
-            try:
-                if model.kind == "view":
-                    _build_view(client, model, tables, report)
-                else:
-                    report.rows += _build_table(client, model, start, end)
-            except ModelError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the database's message, on one line
-                raise ModelError(model.name, " ".join(str(exc).split())[:300]) from None
-            report.models.append(model.name)
+        tables = _prepare(client)
+        _build_views(client, models, tables, report)
+        for provider in providers if providers is not None else providers_of(models):
+            if provider in report.failed:
+                continue
+            loads = _raw_loads(client, provider, tables) if start is None and end is None else []
+            _build_provider(client, models, provider, start, end, loads, report)
     return report
+
+
+def build_pending(dest: Destination, models: Optional[Sequence[Model]] = None) -> BuildReport:
+    """Rebuild, per provider, every day that a raw load not yet modelled touched.
+
+    What was modelled is kept in the warehouse (`analytics.model_loads`) and marked in the
+    same transaction as the facts, so a build that never committed (a signal, a full disk, a
+    failing test) leaves its loads pending and any later run repairs the days.
+    """
+    models = list(models) if models is not None else discover()
+    report = BuildReport()
+    with _sql_client(dest) as client:
+        tables = _prepare(client)
+        _build_views(client, models, tables, report)
+        for provider in providers_of(models):
+            loads, days = pending_days(client, provider, tables)
+            if provider in report.failed or not loads:
+                continue
+            first, last = (min(days), max(days)) if days else (None, None)
+            if days:
+                _build_provider(client, models, provider, first, last, loads, report)
+            else:
+                _mark_modelled(client, provider, loads)
+    if report.built:
+        report.start = min(first for first, _ in report.built.values())
+        report.end = max(last for _, last in report.built.values())
+    return report
+
+
+def _prepare(client) -> set:
+    client.execute_sql(f"create schema if not exists {SCHEMA}")
+    client.execute_sql(CREATE_MODEL_LOADS)
+    return existing_tables(client)
+
+
+def _build_views(client, models: Sequence[Model], tables: set, report: BuildReport) -> None:
+    """Every view; a view that fails marks the providers it reads as failed."""
+    for model in models:
+        if model.kind != "view":
+            continue
+        try:
+            _build_view(client, model, tables, report)
+        except Exception as exc:  # noqa: BLE001 - the database's message, on one line
+            error = str(ModelError(model.name, " ".join(str(exc).split())[:300]))
+            for schema, _ in RAW_REF.findall(model.sql):
+                report.failed.setdefault(schema[len("raw_"):], error)
+            continue
+        report.models.append(model.name)
+
+
+def _raw_tables(client, provider: str, tables: set) -> List[str]:
+    """The provider's raw tables that hold usage days (dlt's own tables left out)."""
+    dataset = f"raw_{provider}"
+    if f"{dataset}._dlt_loads" not in tables:
+        return []
+    rows = client.execute_sql(
+        "select table_name from information_schema.columns "
+        f"where table_schema = {_text(dataset)} and column_name = 'usage_date' order by table_name"
+    )
+    return [f"{dataset}.{name}" for (name,) in rows if not name.startswith("_dlt")]
+
+
+def _raw_loads(client, provider: str, tables: set) -> List[str]:
+    if f"raw_{provider}._dlt_loads" not in tables:
+        return []
+    return [load_id for (load_id,) in client.execute_sql(f"select load_id from raw_{provider}._dlt_loads where status = 0")]
+
+
+def pending_days(client, provider: str, tables: Optional[set] = None) -> Tuple[List[str], List[dt.date]]:
+    """(raw loads of the provider not modelled yet, the days they hold rows for)."""
+    tables = tables if tables is not None else existing_tables(client)
+    if f"raw_{provider}._dlt_loads" not in tables:
+        return [], []
+    modelled = f"select load_id from {MODEL_LOADS} where provider = {_text(provider)}" if MODEL_LOADS in tables else None
+    loads = [
+        load_id
+        for (load_id,) in client.execute_sql(
+            f"select load_id from raw_{provider}._dlt_loads where status = 0"
+            + (f" and load_id not in ({modelled})" if modelled else "")
+        )
+    ]
+    if not loads:
+        return [], []
+    listed = ", ".join(_text(load_id) for load_id in loads)
+    days: set = set()
+    for table in _raw_tables(client, provider, tables):
+        days.update(
+            _as_date(day) for (day,) in client.execute_sql(f"select distinct usage_date from {table} where _dlt_load_id in ({listed})")
+        )
+    return loads, sorted(days)
+
+
+def _as_date(value) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def _mark_modelled(client, provider: str, loads: Sequence[str]) -> None:
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    for start in range(0, len(loads), 500):
+        values = ", ".join(f"({_text(provider)}, {_text(load_id)}, timestamp '{now}')" for load_id in loads[start:start + 500])
+        client.execute_sql(f"insert into {MODEL_LOADS} (provider, load_id, built_at) values {values}")
 
 
 def _build_view(client, model: Model, tables: set, report: BuildReport) -> None:
@@ -160,32 +293,67 @@ def _build_view(client, model: Model, tables: set, report: BuildReport) -> None:
         client.execute_sql(f"create view {model.relation} as {body}")
 
 
-def _build_table(client, model: Model, start: Optional[dt.date], end: Optional[dt.date]) -> int:
+def _candidate(model: Model, provider: str) -> str:
+    return f"{SCHEMA}._candidate_{model.name}_{provider}"
+
+
+def _build_provider(client, models: Sequence[Model], provider: str, start: Optional[dt.date], end: Optional[dt.date],
+                    loads: Sequence[str], report: BuildReport) -> None:
+    """One provider's rows of every mart for `start..end`: built aside and tested first, then
+    swapped in (delete + insert of exactly those rows) in one transaction that also marks
+    `loads` as modelled. On failure nothing of it is published and the provider is named."""
     columns = ", ".join(FACT_COLUMNS)
-    selected = f"select {columns} from ({model.sql}) as model_rows"
-    where = ""
-    if start is not None or end is not None:
-        bounds = []
-        if start is not None:
-            bounds.append(f"usage_date >= {_day(start)}")
-        if end is not None:
-            bounds.append(f"usage_date <= {_day(end)}")
-        where = " where " + " and ".join(bounds)
-    client.execute_sql(f"create table if not exists {model.relation} as {selected} where 1 = 0")
-    with client.begin_transaction():
-        client.execute_sql(f"delete from {model.relation}{where}")
-        client.execute_sql(f"insert into {model.relation} ({columns}) {selected}{where}")
-        (rows,), = client.execute_sql(f"select count(*) from {model.relation}{where}")
-        failures = run_tests(client, model)
-        if failures:
-            raise ModelError(model.name, "; ".join(failures))
-    return int(rows)
+    bounds = [f"provider = {_text(provider)}"]
+    if start is not None:
+        bounds.append(f"usage_date >= {_day(start)}")
+    if end is not None:
+        bounds.append(f"usage_date <= {_day(end)}")
+    where = " where " + " and ".join(bounds)
+    marts = [model for model in models if model.kind == "table"]
+    built = []
+    try:
+        for model in marts:
+            selected = f"select {columns} from ({model.sql}) as model_rows"
+            candidate = _candidate(model, provider)
+            client.execute_sql(f"create table if not exists {model.relation} as {selected} where 1 = 0")
+            client.execute_sql(f"drop table if exists {candidate}")
+            try:
+                client.execute_sql(f"create table {candidate} as {selected}{where}")
+            except Exception as exc:  # noqa: BLE001 - the database's message, on one line
+                raise ModelError(model.name, f"{provider}: " + " ".join(str(exc).split())[:300]) from None
+            built.append((model, candidate))
+            failures = run_tests(client, model, relation=candidate)
+            if failures:
+                raise ModelError(model.name, f"{provider}'s rows fail its tests, so its previous facts stay: " + "; ".join(failures))
+        rows = 0
+        with client.begin_transaction():
+            for model, candidate in built:
+                client.execute_sql(f"delete from {model.relation}{where}")
+                client.execute_sql(f"insert into {model.relation} ({columns}) select {columns} from {candidate}")
+                (count,), = client.execute_sql(f"select count(*) from {candidate}")
+                rows += int(count)
+            if loads:
+                _mark_modelled(client, provider, loads)
+        report.rows += rows
+        if start is not None and end is not None:
+            report.built[provider] = (start, end)
+        for model in marts:
+            if model.name not in report.models:
+                report.models.append(model.name)
+    except ModelError as exc:
+        report.failed[provider] = str(exc)
+    finally:
+        for _, candidate in built:
+            client.execute_sql(f"drop table if exists {candidate}")
 
 
-def run_tests(client, model: Model) -> List[str]:
-    """The model's tests; each failure as `<test>: <n> rows, e.g. <first row>`."""
+def run_tests(client, model: Model, relation: Optional[str] = None) -> List[str]:
+    """The model's tests (on `relation` instead of the model's table when given); each
+    failure as `<test>: <n> rows, e.g. <first row>`."""
     failures = []
     for name, sql in model.tests:
+        if relation is not None:
+            sql = re.sub(rf"\b{SCHEMA}\.{model.name}\b", relation, sql)
         rows = client.execute_sql(sql) or []
         if rows:
             failures.append(f"test {name}: {len(rows)} offending rows, e.g. {tuple(rows[0])}")

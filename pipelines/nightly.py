@@ -8,8 +8,9 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from pipelines import checks, config, memory, models, runs
+from pipelines import completeness, config, memory, models, runs
 from pipelines.load import LoadResult, load_provider
+from sources import windows
 
 log = logging.getLogger("pipelines")
 
@@ -34,8 +35,9 @@ def providers_to_run(providers: Optional[Sequence[str]]) -> tuple:
 
 def run_nightly(providers: Optional[Sequence[str]] = None, destination: Optional[str] = None,
                 dest: Optional[config.Destination] = None) -> "RunReport":
-    """Load every requested provider; one failure does not stop the others. Then rebuild the
-    models for the days that were loaded, run the checks and record the run."""
+    """Load every requested provider; one failure does not stop the others. Then read again
+    the days missing from the warehouse that the APIs still serve, rebuild every fact day not
+    built yet, check completeness and the model tests, and record the run."""
     dest = dest or config.destination(destination)
     to_run, skipped = providers_to_run(providers)
     for provider, key in skipped.items():
@@ -43,7 +45,7 @@ def run_nightly(providers: Optional[Sequence[str]] = None, destination: Optional
     report = RunReport("nightly", dest, skipped=skipped)
     with _one_database(dest):
         report.results = load_side_by_side(to_run, dest)
-        report.finish(check_freshness=True)
+        report.finish(check=True, repair=True)
     return report
 
 
@@ -105,26 +107,56 @@ class RunReport:
         self.started_at = dt.datetime.now(dt.timezone.utc)
         self.results: List[LoadResult] = []
         self.skipped = skipped or {}
-        self.model_error: Optional[str] = None
+        self.model_errors: List[str] = []
         self.models_built: Optional[models.BuildReport] = None
+        self.repaired: Dict[str, List[windows.Window]] = {}
         self.problems: List[str] = []
         self.run_id = runs.new_run_id()
 
-    def finish(self, check_freshness: bool, start: Optional[dt.date] = None, end: Optional[dt.date] = None) -> None:
-        """Rebuild the models for the loaded days (or `start..end`), check, record the run."""
-        loaded = [r for r in self.results if r.status == "ok"]
-        changed = set().union(*(r.days for r in loaded)) if loaded else set()
-        if start is None and changed:
-            start, end = min(changed), max(changed)
-        if start is not None:
-            try:
-                self.models_built = models.build(self.destination, start, end)
-            except models.ModelError as exc:
-                self.model_error = str(exc)
-                log.error(self.model_error)
-        if check_freshness and loaded and self.model_error is None:
-            self.problems = checks.run_checks(self.destination, [r.provider for r in loaded])
+    def finish(self, check: bool, repair: bool = False) -> None:
+        """Note the days read, read missing days again (`repair`), rebuild every fact day not
+        built yet, check (`check`: completeness and the model tests) and record the run."""
+        accounts = {r.provider: config.check_provider(r.provider).start_date for r in self.results}
+        oldest = {provider: config.oldest_servable_day(provider) for provider in accounts}
+        self._record_coverage(self.results)
+        if repair:
+            self._repair(accounts, oldest)
+        built = models.build_pending(self.destination)
+        self.models_built = built
+        self.model_errors = built.errors
+        for error in self.model_errors:
+            log.error(error)
+        with models._sql_client(self.destination) as client:
+            missing = completeness.refresh(client, accounts)
+        if check:
+            self.problems = completeness.problems(missing, oldest) + models.test_all(self.destination)
         runs.record(self.destination, self.run_id, self.command, self.started_at, self.results)
+
+    def _record_coverage(self, results: Sequence[LoadResult]) -> None:
+        with models._sql_client(self.destination) as client:
+            completeness.ensure_tables(client, [r.provider for r in self.results])
+            for r in results:
+                if r.covered:
+                    completeness.record_coverage(client, r.provider, r.covered, r.days, max(r.load_ids, default=None), self.run_id)
+
+    def _repair(self, accounts: Dict[str, Optional[dt.date]], oldest: Dict[str, Optional[dt.date]]) -> None:
+        """Read again, statelessly, the missing days that the APIs still serve, for every
+        provider that loaded tonight (one that is down would only fail again)."""
+        from pipelines.backfill import chunk_days
+
+        healthy = {r.provider: r for r in self.results if r.status == "ok"}
+        with models._sql_client(self.destination) as client:
+            holes = completeness.holes_to_repair(client, {p: s for p, s in accounts.items() if p in healthy}, oldest)
+        for provider, holes_of in holes.items():
+            log.info("%s: reading missing days again: %s", provider, ", ".join(map(str, holes_of)))
+            for hole in holes_of:
+                for chunk in windows.split(hole.first, hole.last, chunk_days(provider)):
+                    part = load_provider(provider, dest=self.destination, start_date=chunk.first, end_date=chunk.last)
+                    healthy[provider].add(part)
+                    self._record_coverage([part])
+                    if part.status != "ok":
+                        break
+            self.repaired[provider] = holes_of
 
     @property
     def failed(self) -> List[LoadResult]:
@@ -132,7 +164,7 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        ok = self.results and not self.failed and self.model_error is None and not self.problems
+        ok = self.results and not self.failed and not self.model_errors and not self.problems
         return config.EXIT_OK if ok else config.EXIT_FAILED
 
     def lines(self) -> List[str]:
@@ -143,13 +175,15 @@ class RunReport:
             out.append(f"{r.provider:<10} {r.status:<7} {r.rows:>9} {len(r.days):>5} {first:>11} {last:>11} {r.requests:>9} {r.seconds:>8.1f}")
         for provider, key in self.skipped.items():
             out.append(f"{provider:<10} skipped (not configured: {key} is not set)")
+        for provider, holes in self.repaired.items():
+            out.append(f"{provider}: read missing days again: {', '.join(map(str, holes))}")
         for r in self.failed:
             out.append(f"FAILED {r.error}")
-        if self.models_built is not None:
-            b = self.models_built
-            out.append(f"models: {len(b.models)} built; analytics.fct_daily_usage {b.start}..{b.end}: {b.rows} rows")
-        if self.model_error:
-            out.append(f"FAILED {self.model_error}")
+        b = self.models_built
+        if b is not None:
+            span = f"{b.start}..{b.end}" if b.start is not None else "no day needed rebuilding"
+            out.append(f"models: {len(b.models)} built; analytics.fct_daily_usage {span}: {b.rows} rows")
+        out.extend(f"FAILED {error}" for error in self.model_errors)
         out.extend(f"CHECK FAILED {problem}" for problem in self.problems)
         if not self.results:
             out.append("no provider is configured: set SOURCES__<PROVIDER>__API_KEY (see README)")

@@ -6,7 +6,8 @@ import datetime as dt
 import uuid
 from typing import List, Sequence
 
-from pipelines import models
+from pipelines import completeness, models
+from sources import windows
 from pipelines.config import Destination
 
 CREATE = """
@@ -62,11 +63,26 @@ def status_lines(dest: Destination, limit: int = 12) -> List[str]:
         last_ok = dict(
             client.execute_sql("select provider, max(finished_at) from analytics.load_runs where status = 'ok' group by provider")
         )
+        days = {}
+        if completeness.COMPLETENESS in tables:
+            for provider, account, day, status, missing_from in client.execute_sql(
+                f"select provider, account_id, usage_date, status, missing_from from {completeness.COMPLETENESS}"
+            ):
+                days.setdefault((provider, account), []).append((day, status, missing_from))
     lines = [f"warehouse: {dest.location}", "", "provider   freshest day  last successful run"]
     for provider in sorted(set(freshest) | set(last_ok)):
         day = freshest.get(provider)
         ok = last_ok.get(provider)
         lines.append(f"{provider:<10} {str(day or '-'):<13} {ok.strftime('%Y-%m-%d %H:%M:%S') + ' UTC' if ok else '-'}")
+    if days:
+        lines += ["", f"{'provider':<10} {'account':<12} {'complete through':<17} missing days"]
+    for (provider, account), rows in sorted(days.items()):
+        missing = sorted(day for day, status, _ in rows if status != "loaded")
+        loaded = sorted(day for day, status, _ in rows if status == "loaded")
+        through = next((day for day in reversed(loaded) if not missing or day < missing[0]), None) if loaded else None
+        where = sorted({source for _, status, source in rows if status != "loaded" and source})
+        text = f"{windows.describe_days(missing)} (not in {' or '.join(where)})" if missing else "none"
+        lines.append(f"{provider:<10} {account:<12} {str(through or '-'):<17} {text}")
     lines += ["", "last runs:", f"{'started (UTC)':<20} {'command':<9} {'provider':<9} {'status':<7} {'days':<23} {'rows':>8} {'requests':>8}"]
     for started, command, provider, status, first, last, rows, requests, error in runs:
         span = f"{first}..{last}" if first else "-"

@@ -93,8 +93,8 @@ def test_a_failing_model_leaves_the_previous_table_intact(loaded, tmp_path, monk
     shutil.copytree(ROOT / "sql", broken)
     stg = broken / "staging" / "stg_adverity__usage.sql"
     stg.write_text(stg.read_text().replace("total_rows", "total_rowz", 1))
-    with pytest.raises(models.ModelError, match="stg_adverity__usage"):
-        models.build(config.destination("duckdb"), models=models.discover(broken))
+    report = models.build(config.destination("duckdb"), models=models.discover(broken))
+    assert list(report.failed) == ["adverity"] and "stg_adverity__usage" in report.failed["adverity"]
     assert fct("duckdb") == before
     # and the command says so: non-zero exit naming the model, no traceback
     monkeypatch.setenv("USAGE_SQL_DIR", str(broken))
@@ -112,6 +112,8 @@ def test_a_failing_model_leaves_the_previous_table_intact(loaded, tmp_path, monk
         ("update analytics.fct_daily_usage set resource_id = null where rowid = (select min(rowid) from analytics.fct_daily_usage)", "grain_not_null"),
         ("update analytics.fct_daily_usage set quantity = -1 where rowid = (select min(rowid) from analytics.fct_daily_usage)", "quantity_not_negative"),
         ("update analytics.fct_daily_usage set unit = null where rowid = (select min(rowid) from analytics.fct_daily_usage)", "unit_present"),
+        ("update analytics.fct_daily_usage set quantity = 'NaN' where rowid = (select min(rowid) from analytics.fct_daily_usage)", "quantity_finite"),
+        ("update analytics.fct_daily_usage set quantity = 'Infinity' where rowid = (select min(rowid) from analytics.fct_daily_usage)", "quantity_finite"),
     ],
 )
 def test_model_tests_catch_bad_rows(loaded, corruption, test_name):
@@ -128,8 +130,10 @@ def test_model_tests_catch_bad_rows(loaded, corruption, test_name):
 
 
 @pytest.mark.parametrize("provider_case", ["adverity"], indirect=True)
-def test_freshness_reports_a_provider_without_usage(loaded):
+def test_check_reports_a_provider_never_loaded(loaded, monkeypatch):
     dest = config.destination("duckdb")
-    assert checks.freshness(dest, ["adverity"]) == []
-    problems = checks.freshness(dest, ["adverity", "neon"])
-    assert problems == ["freshness: neon has no usage at all in analytics.fct_daily_usage"]
+    assert checks.run_checks(dest, ["adverity"]) == []
+    monkeypatch.setenv("SOURCES__NEON__API_KEY", "configured-but-never-run")
+    monkeypatch.setenv("SOURCES__NEON__ORG_ID", "org-never-run")
+    problems = checks.run_checks(dest, ["adverity", "neon"])
+    assert problems == ["completeness: neon has never been loaded into this warehouse; run `make nightly`"]

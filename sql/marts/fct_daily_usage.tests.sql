@@ -19,6 +19,14 @@ select usage_date, provider, account_id, resource_id, metric, quantity
 from analytics.fct_daily_usage
 where quantity is null or quantity < 0
 
+-- test: quantity_finite
+-- NaN compares equal to itself and above every number in DuckDB and in Postgres alike
+select usage_date, provider, account_id, resource_id, metric, quantity
+from analytics.fct_daily_usage
+where quantity = cast('NaN' as double precision)
+   or quantity = cast('Infinity' as double precision)
+   or quantity = cast('-Infinity' as double precision)
+
 -- test: unit_present
 select usage_date, provider, account_id, resource_id, metric
 from analytics.fct_daily_usage

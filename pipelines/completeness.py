@@ -1,0 +1,250 @@
+"""Which days the warehouse holds: what was read from each API, and what reached the facts.
+
+- `analytics.load_coverage`: one row per provider account and day that a successful load read
+  from the API (the windows the sources asked for, noted in their load packages), whether the
+  day had usage or not (`had_rows`). A day whose load never committed has no row, so it cannot
+  pass for loaded; a day read with usage that the raw tables no longer hold is missing too.
+- `analytics.usage_completeness`: one row per expected day of every provider account, from the
+  account's start (its START_DATE, else the first day ever read) through yesterday: `loaded`
+  when the day was read and its facts are built, else `missing` (and `missing_from` says
+  whether the raw data or the facts lack it).
+
+The nightly reads missing raw days again while the API still serves them and rebuilds missing
+fact days (`models.build_pending`); what stays missing fails the nightly and `check`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+
+from pipelines import models
+from sources import windows
+
+COVERAGE = f"{models.SCHEMA}.load_coverage"
+COMPLETENESS = f"{models.SCHEMA}.usage_completeness"
+DEFAULT_ACCOUNT = "default"
+"""The account name of a provider configured without SOURCES__<PROVIDER>__ACCOUNTS."""
+
+CREATE_COVERAGE = f"""
+create table if not exists {COVERAGE} (
+    provider varchar not null,
+    account_id varchar not null,
+    usage_date date not null,
+    had_rows boolean not null,
+    load_id varchar,
+    run_id varchar,
+    recorded_at timestamp not null
+)
+"""
+CREATE_COMPLETENESS = f"""
+create table if not exists {COMPLETENESS} (
+    usage_date date not null,
+    provider varchar not null,
+    account_id varchar not null,
+    status varchar not null,
+    missing_from varchar,
+    row_count bigint not null,
+    load_id varchar,
+    run_id varchar
+)
+"""
+COVERAGE_COLUMNS = ("provider", "account_id", "usage_date", "had_rows", "load_id", "run_id", "recorded_at")
+INSERT_BATCH = 500
+
+
+@dataclass
+class AccountDays:
+    """One provider account's expected days and the ones it lacks."""
+
+    provider: str
+    account_id: str = DEFAULT_ACCOUNT
+    start: Optional[dt.date] = None
+    end: Optional[dt.date] = None
+    missing_raw: List[dt.date] = field(default_factory=list)
+    missing_facts: List[dt.date] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing_raw and not self.missing_facts
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+
+
+def _insert(client, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Rows as multi-row inserts of literals (one statement per batch, fast on both engines)."""
+    rows = list(rows)
+    for start in range(0, len(rows), INSERT_BATCH):
+        values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows[start:start + INSERT_BATCH])
+        client.execute_sql(f"insert into {table} ({', '.join(columns)}) values {values}")
+
+
+def _literal(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return f"date '{value.isoformat()}'"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return models._text(str(value))
+
+
+def ensure_tables(client, providers: Sequence[str]) -> None:
+    """Create the tables; a warehouse loaded before coverage was recorded gets its coverage
+    from the days its raw tables hold, so an upgrade does not read all of history again."""
+    client.execute_sql(f"create schema if not exists {models.SCHEMA}")
+    tables = models.existing_tables(client)
+    if COVERAGE not in tables:
+        client.execute_sql(CREATE_COVERAGE)
+        seeded: Dict[tuple, tuple] = {}
+        for provider in providers:
+            for table in models._raw_tables(client, provider, tables):
+                for day, load_id in client.execute_sql(f"select usage_date, max(_dlt_load_id) from {table} group by usage_date"):
+                    key = (provider, DEFAULT_ACCOUNT, models._as_date(day))
+                    seeded[key] = (*key, True, load_id, None, _now())
+        _insert(client, COVERAGE, COVERAGE_COLUMNS, seeded.values())
+    client.execute_sql(CREATE_COMPLETENESS)
+
+
+def record_coverage(client, provider: str, days: Iterable[dt.date], with_rows: Iterable[dt.date],
+                    load_id: Optional[str], run_id: str, account_id: str = DEFAULT_ACCOUNT) -> None:
+    """Note `days` as read from the API by the run (one row per account and day, the latest),
+    and which of them had usage (`with_rows`): such a day gone from the raw tables is missing."""
+    days = sorted(set(days))
+    with_rows = set(with_rows)
+    if not days:
+        return
+    for window in windows.ranges(days):
+        client.execute_sql(
+            f"delete from {COVERAGE} where provider = {_literal(provider)} and account_id = {_literal(account_id)} "
+            f"and usage_date between {_literal(window.first)} and {_literal(window.last)}"
+        )
+    _insert(client, COVERAGE, COVERAGE_COLUMNS, [(provider, account_id, day, day in with_rows, load_id, run_id, _now()) for day in days])
+
+
+def covered_days(client, provider: str, account_id: str = DEFAULT_ACCOUNT) -> Dict[dt.date, tuple]:
+    """{day: (had_rows, load_id, run_id)} of every day a successful load read."""
+    rows = client.execute_sql(
+        f"select usage_date, had_rows, load_id, run_id from {COVERAGE} "
+        f"where provider = {_literal(provider)} and account_id = {_literal(account_id)}"
+    )
+    return {models._as_date(day): (bool(had_rows), load_id, run_id) for day, had_rows, load_id, run_id in rows}
+
+
+def raw_days(client, provider: str, tables: set) -> set:
+    """The days the provider's raw tables hold rows for."""
+    found: set = set()
+    for table in models._raw_tables(client, provider, tables):
+        found.update(models._as_date(day) for (day,) in client.execute_sql(f"select distinct usage_date from {table}"))
+    return found
+
+
+def _is_missing_raw(day: dt.date, covered: Dict[dt.date, tuple], in_raw: set) -> bool:
+    """Never read, or read with usage that the raw tables no longer hold."""
+    return day not in covered or (covered[day][0] and day not in in_raw)
+
+
+def missing_raw_days(client, provider: str, configured_start: Optional[dt.date],
+                     yesterday: Optional[dt.date] = None, account_id: str = DEFAULT_ACCOUNT) -> List[dt.date]:
+    """Expected days of the account that the raw tables lack."""
+    covered = covered_days(client, provider, account_id)
+    start = configured_start or (min(covered) if covered else None)
+    yesterday = yesterday or windows.last_complete_day()
+    if start is None or start > yesterday:
+        return []
+    in_raw = raw_days(client, provider, models.existing_tables(client))
+    return [day for day in windows.days(start, yesterday) if _is_missing_raw(day, covered, in_raw)]
+
+
+def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Optional[dt.date] = None) -> List[AccountDays]:
+    """Rewrite `usage_completeness` for these providers ({provider: configured START_DATE or
+    None}) and return each account's missing days."""
+    yesterday = yesterday or windows.last_complete_day()
+    ensure_tables(client, list(accounts))
+    tables = models.existing_tables(client)
+    fact_table = f"{models.SCHEMA}.fct_daily_usage"
+    out: List[AccountDays] = []
+    rows_out = []
+    for provider, configured_start in accounts.items():
+        account = AccountDays(provider)
+        covered = covered_days(client, provider)
+        account.start = configured_start or (min(covered) if covered else None)
+        account.end = yesterday
+        out.append(account)
+        if account.start is None or account.start > yesterday:
+            continue
+        _, pending = models.pending_days(client, provider, tables)
+        pending_set = set(pending)
+        in_raw = raw_days(client, provider, tables)
+        fact_rows: Dict[dt.date, int] = {}
+        if fact_table in tables:
+            fact_rows = {
+                models._as_date(day): int(n)
+                for day, n in client.execute_sql(
+                    f"select usage_date, count(*) from {fact_table} where provider = {_literal(provider)} "
+                    f"and usage_date between {_literal(account.start)} and {_literal(yesterday)} group by usage_date"
+                )
+            }
+        for day in windows.days(account.start, yesterday):
+            _, load_id, run_id = covered.get(day, (None, None, None))
+            if _is_missing_raw(day, covered, in_raw):
+                account.missing_raw.append(day)
+                missing_from = "raw"
+            elif day in pending_set:
+                account.missing_facts.append(day)
+                missing_from = "facts"
+            else:
+                missing_from = None
+            status = "missing" if missing_from else "loaded"
+            rows_out.append((day, provider, account.account_id, status, missing_from, fact_rows.get(day, 0), load_id, run_id))
+    with client.begin_transaction():
+        if accounts:
+            listed = ", ".join(_literal(provider) for provider in accounts)
+            client.execute_sql(f"delete from {COMPLETENESS} where provider in ({listed})")
+        _insert(client, COMPLETENESS,
+                ("usage_date", "provider", "account_id", "status", "missing_from", "row_count", "load_id", "run_id"), rows_out)
+    return out
+
+
+def problems(accounts: Sequence[AccountDays], oldest_servable: Mapping[str, Optional[dt.date]]) -> List[str]:
+    """One line per account with missing days, naming provider, account, days and what to do."""
+    lines = []
+    for account in accounts:
+        who = f"{account.provider} (account {account.account_id})"
+        if account.missing_raw:
+            oldest = oldest_servable.get(account.provider)
+            gone = [day for day in account.missing_raw if oldest is not None and day < oldest]
+            servable = [day for day in account.missing_raw if day not in gone]
+            if servable:
+                lines.append(
+                    f"completeness: {who} is missing {windows.describe_days(servable)} in raw_{account.provider}; "
+                    "the next nightly reads them again (or run a backfill for them)"
+                )
+            if gone:
+                lines.append(
+                    f"completeness: {who} is missing {windows.describe_days(gone)} in raw_{account.provider}, which "
+                    f"the API no longer serves (oldest day it serves: {oldest}); they cannot be recovered: set "
+                    f"SOURCES__{account.provider.upper()}__START_DATE={oldest} to accept the gap"
+                )
+        if account.missing_facts:
+            lines.append(
+                f"completeness: {who} has {windows.describe_days(account.missing_facts)} in raw_{account.provider} but "
+                f"not built into analytics.fct_daily_usage; fix what failed the model build and run `make models`"
+            )
+    return lines
+
+
+def holes_to_repair(client, accounts: Mapping[str, Optional[dt.date]],
+                    oldest_servable: Mapping[str, Optional[dt.date]]) -> Dict[str, List[windows.Window]]:
+    """Per provider, the missing raw days its API still serves, as windows of consecutive days."""
+    ensure_tables(client, list(accounts))
+    out = {}
+    for provider, configured_start in accounts.items():
+        oldest = oldest_servable.get(provider)
+        days = [day for day in missing_raw_days(client, provider, configured_start) if oldest is None or day >= oldest]
+        if days:
+            out[provider] = windows.ranges(days)
+    return out
