@@ -157,7 +157,25 @@ def fault_report(record_property):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """One line per fault kind: faults served and runs that ended equal to the ground truth."""
+    """One line per fault kind: faults served and runs that ended equal to the ground truth;
+    then each soak run's nights."""
+    _fault_summary(terminalreporter)
+    soaks = [
+        value
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        for name, value in getattr(report, "user_properties", ())
+        if name == "soak"
+    ]
+    if soaks:
+        terminalreporter.section("soak")
+        for summary, *nights in soaks:
+            terminalreporter.write_line(summary)
+            for line in nights:
+                terminalreporter.write_line("  " + line)
+
+
+def _fault_summary(terminalreporter) -> None:
     kinds: Dict[str, List[int]] = defaultdict(lambda: [0, 0])
     failed = []
     for outcome in ("passed", "failed", "error"):

@@ -1,0 +1,210 @@
+"""A month of unattended nights: outages, kills, bad data and a backfill, on both warehouses.
+
+Thirty nights on a moving clock (`USAGE_NOW`, which the simulators follow), each with the
+events a seeded plan gives it: one provider or all of them down for one night or ten, the job
+killed (SIGKILL while extracting, normalizing or loading; SIGTERM while the models build), one
+night of bad figures per provider, and a backfill of the days before the start. After every
+night the test compares the warehouse with the simulators' truth: a night that ended with any
+day missing or wrong must have exited non-zero, and after the last night everything every API
+still serves is there, exactly.
+
+The simulated month runs in minutes, so the per-minute rate limits of Neon and Bronto are
+raised on both sides (simulator and client); the nights' requests are those of real nights.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set, Tuple
+
+import pytest
+
+from pipelines import config
+from pipelines.__main__ import main
+from simulators.base import FOREVER, Fault, Simulator
+from sources import windows
+from tests.conftest import assert_facts_equal, facts, query
+from tests.providers import case, truth_rows
+from tests.test_faults_cli import CRASH_HARNESS, night
+from tests.test_no_silent_loss import SIGTERM_IN_MODELS, TODAY, cli, sims  # noqa: F401 - sims is a fixture
+
+NIGHTS = 30
+FIRST_NIGHT = TODAY - dt.timedelta(days=NIGHTS - 1)
+START = FIRST_NIGHT - dt.timedelta(days=4)
+"""START_DATE of every provider: the first night loads three days."""
+BACKFILL = (START - dt.timedelta(days=5), START - dt.timedelta(days=1))
+SEED = int(os.environ.get("SOAK_SEED", "20261201"))
+KILLS = ("extract", "normalize", "normalize-commit", "load", "load-jobs", "models")
+FAST = {"neon": {"rate_per_minute": 6000, "burst": 6000}, "bronto": {"rate_limit": 100000}}
+
+
+def negative_neon_value(body):
+    body["projects"][0]["periods"][0]["consumption"][-1]["metrics"][0]["value"] = -5
+    return body
+
+
+def negative_adverity_rows(body):
+    body["items"][-1]["total_rows"] = -3
+    return body
+
+
+def repeated_rafay_row(body):
+    rows = body["instance_usage_data"]
+    rows.append(dict(rows[0]))
+    return body
+
+
+def bronto_nan(body):
+    usages = body if isinstance(body, list) else [body]
+    usages[0]["series"][-1]["value"] = "NaN"
+    return body
+
+
+BAD_DATA = {
+    # provider: (what the answer carries, path it is served on, how it is broken)
+    "neon": ("a negative figure", "projects", negative_neon_value),
+    "adverity": ("a negative row count", "usage", negative_adverity_rows),
+    "rafay": ("a row twice in one page", "instance/kind/compute", repeated_rafay_row),
+    "bronto": ("NaN bytes", "/usage", bronto_nan),
+}
+
+
+@dataclass
+class Night:
+    number: int
+    outages: Set[str] = field(default_factory=set)
+    kill: Optional[Tuple[str, str]] = None  # (moment, provider)
+    bad: Optional[str] = None
+    backfill: bool = False
+
+    @property
+    def day(self) -> dt.date:
+        return FIRST_NIGHT + dt.timedelta(days=self.number)
+
+    def events(self) -> List[str]:
+        out = [f"{provider} down" for provider in sorted(self.outages)]
+        if self.kill:
+            out.append(f"{'SIGTERM in models' if self.kill[0] == 'models' else 'SIGKILL in ' + self.kill[0] + ' of ' + self.kill[1]}")
+        if self.bad:
+            out.append(f"{self.bad}: {BAD_DATA[self.bad][0]}")
+        if self.backfill:
+            out.append(f"backfill {BACKFILL[0]}..{BACKFILL[1]}")
+        return out
+
+
+def plan(rng: random.Random) -> List[Night]:
+    """The month: night 0 and the last two are plain; in between, outages of every shape,
+    one kill at every moment, one night of bad data per provider, and a backfill."""
+    nights = [Night(n) for n in range(NIGHTS)]
+    middle = list(range(1, NIGHTS - 2))
+    episodes = [
+        (list(config.PROVIDERS), 1),                       # everything down for one night
+        ([rng.choice(config.PROVIDERS)], 10),              # one provider down for ten
+        (list(config.PROVIDERS), rng.randint(2, 4)),       # everything down for a few
+        ([rng.choice(config.PROVIDERS)], rng.randint(1, 3)),
+    ]
+    for providers, length in episodes:
+        first = rng.randint(1, NIGHTS - 2 - length)
+        for n in range(first, first + length):
+            nights[n].outages.update(providers)
+    quiet = [n for n in middle if not nights[n].outages]
+    rng.shuffle(quiet)
+    for moment in KILLS:
+        n = quiet.pop()
+        nights[n].kill = (moment, rng.choice(config.PROVIDERS))
+    for provider in config.PROVIDERS:
+        n = rng.choice([n for n in middle if provider not in nights[n].outages and nights[n].bad is None])
+        nights[n].bad = provider
+    nights[quiet.pop()].backfill = True
+    return nights
+
+
+def wrong_days(started: Dict[str, Simulator], first: dt.date, last: dt.date, destination: str) -> List[str]:
+    """Per provider, whether raw and facts equal the truth for first..last (empty: they do)."""
+    problems = []
+    for provider, sim in started.items():
+        provider_case = case(provider)
+        truth = truth_rows(sim, first, last)
+        fct = {
+            tuple(row[:5]): float(row[5])
+            for row in query(destination, "select usage_date, account_id, resource_type, resource_id, metric, quantity "
+                                          f"from analytics.fct_daily_usage where provider = '{provider}' "
+                                          f"and usage_date between date '{first}' and date '{last}'")
+        } if _has_facts(destination) else {}
+        raw = {key: value for key, value in facts(destination, provider_case).items() if first <= key[0] <= last}
+        for name, actual in (("raw", raw), ("facts", fct)):
+            try:
+                assert_facts_equal(actual, truth, provider_case.tolerance)
+            except AssertionError as exc:
+                problems.append(f"{provider} {name}: {str(exc).splitlines()[0][:160]}")
+    return problems
+
+
+def _has_facts(destination: str) -> bool:
+    return bool(query(destination, "select 1 from information_schema.tables "
+                                   "where table_schema = 'analytics' and table_name = 'fct_daily_usage'"))
+
+
+def run_night(entry: Night, started: Dict[str, Simulator], destination: str) -> int:
+    for provider in entry.outages:
+        started[provider].inject(Fault(status=503, body={"error": "maintenance"}, times=FOREVER))
+    if entry.bad:
+        _, path, mutate = BAD_DATA[entry.bad]
+        started[entry.bad].inject(Fault(kind="mutate", mutate=mutate, path_contains=path))
+    try:
+        if entry.kill is None:
+            return main(["nightly"])
+        moment, provider = entry.kill
+        if moment == "models":
+            return cli("nightly", harness=SIGTERM_IN_MODELS).returncode
+        done = cli(f"{provider}_usage_{destination}", moment, "nightly", harness=CRASH_HARNESS)
+        return done.returncode
+    finally:
+        for sim in started.values():
+            sim.clear_faults()
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "postgres"])
+def test_a_month_of_nights_ends_equal_to_the_truth(destination, request, monkeypatch, sims, record_property):
+    if destination == "postgres":
+        request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("DESTINATION", destination)
+    monkeypatch.setenv("SOURCES__NEON__RATE_PER_MINUTE", "6000")
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    nights = plan(random.Random(SEED))
+    night(monkeypatch, FIRST_NIGHT)
+    started = sims(config.PROVIDERS, START, **FAST)
+    lines, violations = [], []
+    for entry in nights:
+        night(monkeypatch, entry.day)
+        code = run_night(entry, started, destination)
+        if entry.backfill:
+            monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+            done = cli("backfill", "--provider", "all", "--start", BACKFILL[0].isoformat(), "--end", BACKFILL[1].isoformat())
+            assert done.returncode == config.EXIT_OK, done.stdout + done.stderr
+            monkeypatch.setenv("LOG_LEVEL", "WARNING")
+        yesterday = entry.day - dt.timedelta(days=1)
+        wrong = wrong_days(started, START, yesterday, destination)
+        if wrong and code == config.EXIT_OK:
+            violations.append(f"night {entry.number} ({entry.day}) exited 0 but: {'; '.join(wrong)}")
+        if not wrong and not entry.events() and code != config.EXIT_OK:
+            violations.append(f"night {entry.number} ({entry.day}) was healthy and complete but exited {code}")
+        lines.append(f"night {entry.number:>2} {entry.day} exit {code:>4} {'complete' if not wrong else 'INCOMPLETE'}"
+                     f"  {', '.join(entry.events()) or '-'}")
+    last = TODAY - dt.timedelta(days=1)
+    final = wrong_days(started, BACKFILL[0], last, destination)
+    summary = (f"soak {destination} seed {SEED}: {NIGHTS} nights, "
+               f"{sum(len(n.outages) for n in nights)} provider-nights down, "
+               f"{sum(1 for n in nights if n.kill)} kills, {sum(1 for n in nights if n.bad)} bad-data nights, "
+               f"{sum(1 for n in nights if n.backfill)} backfill; "
+               f"{sum(1 for line in lines if 'INCOMPLETE' in line)} nights ended incomplete, every one non-zero: "
+               f"{'yes' if not violations else 'NO'}; final warehouse equals the truth {BACKFILL[0]}..{last}: "
+               f"{'yes' if not final else 'NO'}")
+    record_property("soak", [summary, *lines])
+    assert not violations, "\n".join(violations + lines)
+    assert not final, "\n".join(final + lines)
+    assert cli("check").returncode == config.EXIT_OK
+    assert {status for (status,) in query(destination, "select distinct status from analytics.usage_completeness")} == {"loaded"}
