@@ -132,7 +132,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pipelines import checks
 
     dest = config.destination(args.destination)
-    providers, _ = config.configured_providers(config.PROVIDERS)
+    providers, _ = config.configured_providers(config.provider_names())
     problems = checks.run_checks(dest, providers)
     for problem in problems:
         print(f"CHECK FAILED {problem}")

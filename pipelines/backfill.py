@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import List, Optional, Sequence
 
+import sources
 from pipelines import config, models
 from pipelines.load import LoadResult, load_provider
 from sources import windows
@@ -26,20 +27,9 @@ def servable_range(provider: str, first: dt.date, last: dt.date, now: Optional[d
         raise config.ConfigError(
             f"END={last} is not a complete UTC day yet; the last complete day is {yesterday}"
         )
-    settings = config.settings_module(provider)
-    earliest = getattr(settings, "EARLIEST_DAY", None)
-    history_days = getattr(settings, "DAILY_HISTORY_DAYS", None)
-    if history_days is not None:
-        oldest = windows.utc_today() - dt.timedelta(days=history_days)
-        if earliest is not None:
-            oldest = max(oldest, earliest)
-        if first < oldest:
-            raise config.ConfigError(
-                f"{provider} keeps daily data for {history_days} days; earliest day you can backfill is {oldest} "
-                f"(START={first})"
-            )
-    elif earliest is not None and first < earliest:
-        raise config.ConfigError(f"{provider} has no data before {earliest}; earliest day you can backfill is {earliest}")
+    refusal = sources.get(provider).limits.refusal(provider, first, now)
+    if refusal:
+        raise config.ConfigError(refusal)
 
 
 def plan(provider_arg: str, start: str, end: str) -> tuple:
@@ -54,7 +44,7 @@ def plan(provider_arg: str, start: str, end: str) -> tuple:
     if first > last:
         raise config.ConfigError(f"START={first} is after END={last}; give START <= END")
     if (provider_arg or "").strip().lower() in ("", "all"):
-        providers, skipped = config.configured_providers(config.PROVIDERS)
+        providers, skipped = config.configured_providers(config.provider_names())
         for provider, key in skipped.items():
             log.info("skipping %s: not configured (%s is not set)", provider, key)
         if not providers:
@@ -74,9 +64,7 @@ def chunk_days(provider: str) -> int:
     """Days per backfill chunk: the provider's own request window when it has a larger one
     (Neon's 60 days cost one request), else a week, so progress shows and a failure costs
     one chunk, not the whole range."""
-    settings = config.settings_module(provider)
-    window = getattr(settings, "MAX_WINDOW_DAYS", None) or getattr(settings, "WINDOW_DAYS", None) or 0
-    return max(MIN_CHUNK_DAYS, int(window))
+    return sources.get(provider).limits.chunk_days(MIN_CHUNK_DAYS)
 
 
 def run_backfill(providers: Sequence[str], first: dt.date, last: dt.date, dest: config.Destination,

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import sources
 from sources import windows
 
 ROOT = Path(__file__).resolve().parent.parent
-PROVIDERS = ("neon", "adverity", "rafay", "bronto")
+PROVIDERS = sources.names()
 DAYS = 60
 """The full load's complete days: Neon's daily history reaches back exactly this far."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,9 @@ from urllib.parse import urlsplit
 
 import dlt
 
+import sources
 from sources import windows
 
-PROVIDERS: Tuple[str, ...] = ("neon", "adverity", "rafay", "bronto")
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres")
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
 DEFAULT_LOOKBACK_DAYS = 2
@@ -42,12 +41,13 @@ def env_name(provider: str, key: str) -> str:
     return f"SOURCES__{provider.upper()}__{key.upper()}"
 
 
-def settings_module(provider: str):
-    return importlib.import_module(f"sources.{provider}.settings")
+def provider_names() -> Tuple[str, ...]:
+    """Every provider the registry holds (`sources.providers()`), in its order."""
+    return sources.names()
 
 
 def source_function(provider: str):
-    return getattr(importlib.import_module(f"sources.{provider}"), f"{provider}_source")
+    return sources.get(provider).source
 
 
 def _lookup(provider: str, key: str) -> Optional[str]:
@@ -68,7 +68,7 @@ class ProviderConfig:
 
 def missing_settings(provider: str) -> List[str]:
     """Env var names of the required settings that are absent or empty."""
-    required = getattr(settings_module(provider), "REQUIRED_SETTINGS", ("api_key",))
+    required = sources.get(provider).required_settings
     return [env_name(provider, key) for key in required if not (_lookup(provider, key) or "").strip()]
 
 
@@ -79,12 +79,13 @@ def is_configured(provider: str) -> bool:
 
 def parse_providers(text: Optional[str]) -> List[str]:
     """`a,b` or `all`/empty -> provider names, refusing unknown ones."""
+    known = provider_names()
     if not text or text.strip() == "all":
-        return list(PROVIDERS)
+        return list(known)
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in PROVIDERS]
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise ConfigError(f"unknown provider {unknown[0]!r}; choose from {', '.join(PROVIDERS)} or all")
+        raise ConfigError(f"unknown provider {unknown[0]!r}; choose from {', '.join(known)} or all")
     return list(dict.fromkeys(names))
 
 
@@ -124,26 +125,16 @@ def check_provider(provider: str, now: Optional[dt.datetime] = None) -> Provider
 
 def oldest_servable_day(provider: str, now: Optional[dt.datetime] = None) -> Optional[dt.date]:
     """The oldest day the provider's API still serves (None: any day)."""
-    settings = settings_module(provider)
-    return windows.oldest_servable_day(
-        getattr(settings, "DAILY_HISTORY_DAYS", None), getattr(settings, "EARLIEST_DAY", None), now
-    )
+    return sources.get(provider).limits.oldest_day(now)
 
 
 def _check_source_settings(provider: str) -> None:
-    """The settings whose form only the source knows (Neon's org id, Adverity's auth scheme),
-    checked with the source's own rule before anything runs."""
+    """The settings whose form only the source knows (e.g. Neon's org id), checked with the
+    provider's own rule before anything runs."""
     from sources.http import ProviderError
 
     try:
-        if provider == "neon" and _lookup(provider, "org_id") is not None:
-            from sources.neon.helpers import check_org_id
-
-            check_org_id(_lookup(provider, "org_id"))
-        if provider == "adverity" and _lookup(provider, "auth_scheme") is not None:
-            from sources.adverity.helpers import auth_header
-
-            auth_header("", _lookup(provider, "auth_scheme"))
+        sources.get(provider).check_settings(lambda key: _lookup(provider, key))
     except ProviderError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -17,11 +17,12 @@ def demo_dir() -> Path:
 
 
 def run_demo() -> int:
-    from simulators import CLASSES, start_all
+    import sources
+    from simulators import start_all
 
     directory = demo_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    keys = {provider: f"demo-{provider}-{secrets.token_hex(8)}" for provider in CLASSES}
+    keys = {provider: f"demo-{provider}-{secrets.token_hex(8)}" for provider in sources.names()}
     sims = start_all(keys, seed=7)
     try:
         for sim in sims.values():

@@ -27,7 +27,7 @@ def providers_to_run(providers: Optional[Sequence[str]]) -> tuple:
                 )
         to_run, skipped = list(providers), {}
     else:
-        to_run, skipped = config.configured_providers(config.PROVIDERS)
+        to_run, skipped = config.configured_providers(config.provider_names())
     for provider in to_run:
         config.check_provider(provider)  # every setting checked before anything loads
     return to_run, skipped

@@ -11,7 +11,8 @@ import argparse
 import secrets
 import time
 
-from simulators import CLASSES, start_all
+import sources
+from simulators import start_all
 
 
 def main() -> None:
@@ -19,7 +20,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     args = parser.parse_args()
-    keys = {provider: f"sim-{provider}-{secrets.token_hex(8)}" for provider in CLASSES}
+    keys = {provider: f"sim-{provider}-{secrets.token_hex(8)}" for provider in sources.names()}
     sims = start_all(keys, seed=args.seed, latency_ms=args.latency_ms)
     for sim in sims.values():
         for name, value in sim.source_env().items():

@@ -158,6 +158,41 @@ def oldest_servable_day(history_days: Optional[int], earliest: Optional[dt.date]
     return oldest
 
 
+@dataclass(frozen=True)
+class ApiLimits:
+    """What an API serves, as values: every plan, refusal and chunk asks these.
+
+    `history_days`: daily history kept (None: unlimited); `earliest_day`: nothing before it;
+    `max_window_days`: the longest range one request (or chain of pages) serves (None: any).
+    """
+
+    history_days: Optional[int] = None
+    earliest_day: Optional[dt.date] = None
+    max_window_days: Optional[int] = None
+
+    def oldest_day(self, now: Optional[dt.datetime] = None) -> Optional[dt.date]:
+        """The oldest day the API still serves; None when it serves any day."""
+        return oldest_servable_day(self.history_days, self.earliest_day, now)
+
+    def windows(self, first: dt.date, last: dt.date) -> List[Window]:
+        """`first..last` cut into the windows one request each serves."""
+        return split(first, last, self.max_window_days) if self.max_window_days else [Window(first, last)]
+
+    def chunk_days(self, minimum: int) -> int:
+        """Days per backfill chunk: the API's own window when it is larger than `minimum`."""
+        return max(minimum, self.max_window_days or 0)
+
+    def refusal(self, provider: str, first: dt.date, now: Optional[dt.datetime] = None) -> Optional[str]:
+        """Why a range starting on `first` cannot be served (None: it can), naming the fix."""
+        oldest = self.oldest_day(now)
+        if oldest is None or first >= oldest:
+            return None
+        if self.history_days is not None:
+            return (f"{provider} keeps daily data for {self.history_days} days; earliest day you can backfill is {oldest} "
+                    f"(START={first})")
+        return f"{provider} has no data before {oldest}; earliest day you can backfill is {oldest}"
+
+
 def ranges(days_: Iterable[dt.date]) -> List[Window]:
     """Sorted days folded into windows of consecutive days: for messages and for repairs."""
     out: List[Window] = []

@@ -13,7 +13,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 from simulators.base import Request, Simulator
 
-PROVIDER_NAMES = ("neon", "adverity", "rafay", "bronto")
+import sources
+
+PROVIDER_NAMES = sources.names()
+"""The registry's providers: every one of them has a case."""
 
 
 @dataclass

@@ -192,7 +192,7 @@ def test_providers_down_all_night_are_named_and_caught_up_the_next_night(monkeyp
     first_night, down_night, next_night = today - dt.timedelta(days=5), today - dt.timedelta(days=1), today
     first_day = first_night - dt.timedelta(days=3)
     night(monkeypatch, first_night)
-    started = sims(config.PROVIDERS, first_day)
+    started = sims(config.provider_names(), first_day)
     assert run_nightly().exit_code == config.EXIT_OK
 
     night(monkeypatch, down_night)

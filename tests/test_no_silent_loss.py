@@ -81,14 +81,14 @@ def test_an_outage_longer_than_the_default_week_is_caught_up(monkeypatch, sims):
     nights; the next healthy night loads every day in between."""
     first_night = TODAY - dt.timedelta(days=13)
     night(monkeypatch, first_night)
-    started = sims(config.PROVIDERS)
+    started = sims(config.provider_names())
     assert run_nightly().exit_code == config.EXIT_OK
     first_day = windows.default_start_date(windows.utc_now())
 
     night(monkeypatch, first_night + dt.timedelta(days=5))
     outages = [sim.inject(Fault(status=503, body={"error": "down"}, times=FOREVER)) for sim in started.values()]
     down = run_nightly()
-    assert down.exit_code == config.EXIT_FAILED and len(down.failed) == len(config.PROVIDERS), down.lines()
+    assert down.exit_code == config.EXIT_FAILED and len(down.failed) == len(config.provider_names()), down.lines()
     assert all(outage.served for outage in outages)
     for sim in started.values():
         sim.clear_faults()
@@ -97,7 +97,7 @@ def test_an_outage_longer_than_the_default_week_is_caught_up(monkeypatch, sims):
     healthy = run_nightly()
     assert healthy.exit_code == config.EXIT_OK, healthy.lines()
     all_equal_truth(started, first_day, yesterday())
-    assert checks.run_checks(config.destination("duckdb"), list(config.PROVIDERS)) == []
+    assert checks.run_checks(config.destination("duckdb"), list(config.provider_names())) == []
     assert set(completeness_rows().values()) == {"loaded"}
 
 

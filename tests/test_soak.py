@@ -101,10 +101,10 @@ def plan(rng: random.Random) -> List[Night]:
     nights = [Night(n) for n in range(NIGHTS)]
     middle = list(range(1, NIGHTS - 2))
     episodes = [
-        (list(config.PROVIDERS), 1),                       # everything down for one night
-        ([rng.choice(config.PROVIDERS)], 10),              # one provider down for ten
-        (list(config.PROVIDERS), rng.randint(2, 4)),       # everything down for a few
-        ([rng.choice(config.PROVIDERS)], rng.randint(1, 3)),
+        (list(config.provider_names()), 1),                       # everything down for one night
+        ([rng.choice(config.provider_names())], 10),              # one provider down for ten
+        (list(config.provider_names()), rng.randint(2, 4)),       # everything down for a few
+        ([rng.choice(config.provider_names())], rng.randint(1, 3)),
     ]
     for providers, length in episodes:
         first = rng.randint(1, NIGHTS - 2 - length)
@@ -114,8 +114,8 @@ def plan(rng: random.Random) -> List[Night]:
     rng.shuffle(quiet)
     for moment in KILLS:
         n = quiet.pop()
-        nights[n].kill = (moment, rng.choice(config.PROVIDERS))
-    for provider in config.PROVIDERS:
+        nights[n].kill = (moment, rng.choice(config.provider_names()))
+    for provider in config.provider_names():
         n = rng.choice([n for n in middle if provider not in nights[n].outages and nights[n].bad is None])
         nights[n].bad = provider
     nights[quiet.pop()].backfill = True
@@ -176,7 +176,7 @@ def test_a_month_of_nights_ends_equal_to_the_truth(destination, request, monkeyp
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
     nights = plan(random.Random(SEED))
     night(monkeypatch, FIRST_NIGHT)
-    started = sims(config.PROVIDERS, START, **FAST)
+    started = sims(config.provider_names(), START, **FAST)
     lines, violations = [], []
     for entry in nights:
         night(monkeypatch, entry.day)

@@ -12,6 +12,7 @@ from dlt.common.jsonpath import compile_path
 from sources import windows
 from sources.http import ProviderClient, ProviderError
 from sources.merge import row_key_hints
+from sources.provider import Provider
 from sources.adverity import helpers, settings
 
 Day = Union[str, dt.date, None]
@@ -100,3 +101,19 @@ def usage_resource(client: ProviderClient, first: dt.date, last: Optional[dt.dat
             yield helpers.usage_table(rows)
 
     return usage
+
+
+def _check_settings(lookup) -> None:
+    if lookup("auth_scheme") is not None:
+        helpers.auth_header("", lookup("auth_scheme"))
+
+
+PROVIDER = Provider(
+    name="adverity",
+    source=adverity_source,
+    limits=settings.LIMITS,
+    required_settings=settings.REQUIRED_SETTINGS,
+    check_settings=_check_settings,
+    simulator="simulators.adverity:AdveritySimulator",
+)
+"""Adverity as `pipelines/` sees it: the source, its limits and settings, its simulator."""

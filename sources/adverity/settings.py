@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from sources import windows
+
 DEFAULT_BASE_URL = None
 """Every customer has an instance of their own (https://<instance>): there is no default."""
 
@@ -55,3 +57,6 @@ USAGE_SCHEMA = pa.schema(
         pa.field("total_rows", pa.int64(), nullable=False),
     ]
 )
+
+LIMITS = windows.ApiLimits()
+"""What the API serves, as the day arithmetic of plans, refusals and chunks asks it."""

@@ -14,6 +14,7 @@ from sources import windows
 from sources.bronto import helpers, settings
 from sources.http import ProviderClient, ProviderError, RateLimiter
 from sources.merge import row_key_hints
+from sources.provider import Provider
 
 Day = Union[str, dt.date, None]
 logger = logging.getLogger(__name__)
@@ -154,3 +155,13 @@ def exact_days(client: Callable[[], ProviderClient], usage_types: Sequence[str],
             for usage_type in usage_types]
     with ThreadPoolExecutor(len(usage_types), thread_name_prefix="bronto-logs") as pool:
         yield from pool.map(fetch, jobs)
+
+
+PROVIDER = Provider(
+    name="bronto",
+    source=bronto_source,
+    limits=settings.LIMITS,
+    required_settings=settings.REQUIRED_SETTINGS,
+    simulator="simulators.bronto:BrontoSimulator",
+)
+"""Bronto as `pipelines/` sees it: the source, its limits and settings, its simulator."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from sources import windows
+
 DEFAULT_BASE_URL = "https://api.eu.bronto.io"
 US_BASE_URL = "https://api.us.bronto.io"
 
@@ -63,3 +65,6 @@ USAGE_SCHEMA = pa.schema(
 )
 """One row per slice and UTC day it intersects: `slice_*` are the whole slice as the API sent
 it, `day_*` the slice's share in `usage_date` in proportion to time."""
+
+LIMITS = windows.ApiLimits()
+"""What the API serves, as the day arithmetic of plans, refusals and chunks asks it."""

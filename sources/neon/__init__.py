@@ -13,9 +13,10 @@ from dlt.common.jsonpath import compile_path
 from sources import windows
 from sources.http import ProviderClient, ProviderError, RateLimiter
 from sources.merge import row_key_hints
+from sources.provider import Provider
 from sources.neon import settings
 from sources.neon.helpers import (
-    PROVIDER,
+    PROVIDER as NAME,
     NeonCursorPaginator,
     check_org_id,
     flatten_account_periods,
@@ -66,7 +67,7 @@ def neon_source(
     first = windows.parse_day(start_date, "start_date") if start_date is not None else windows.default_start_date()
     last = windows.parse_day(end_date, "end_date") if end_date is not None else None
     client = ProviderClient(
-        PROVIDER,
+        NAME,
         base_url,
         headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
         key_setting=settings.KEY_SETTING,
@@ -151,7 +152,7 @@ def account_consumption(
                 return
             raise _explain(error, window) from None
         if not isinstance(body, dict) or not isinstance(body.get("periods"), list):
-            raise ProviderError(PROVIDER, "response has no 'periods' list", settings.LEGACY_ACCOUNT_PATH, window)
+            raise ProviderError(NAME, "response has no 'periods' list", settings.LEGACY_ACCOUNT_PATH, window)
         rows = flatten_account_periods(org_id, body["periods"], window)
         if rows:
             yield to_table(rows, settings.ACCOUNT_CONSUMPTION_SCHEMA)
@@ -161,7 +162,7 @@ def _explain(error: ProviderError, window: windows.Window) -> ProviderError:
     """Say what to change for the statuses whose cause is known."""
     if error.status == 406:
         return ProviderError(
-            PROVIDER,
+            NAME,
             f"the API refuses this range (HTTP 406): daily history covers only the last "
             f"{settings.MAX_WINDOW_DAYS} days and nothing before {settings.EARLIEST_DAY.isoformat()}; "
             f"choose a start date on or after {_oldest_day().isoformat()}",
@@ -171,7 +172,7 @@ def _explain(error: ProviderError, window: windows.Window) -> ProviderError:
         )
     if error.status == 404:
         return ProviderError(
-            PROVIDER,
+            NAME,
             f"organization not found or the key's user is not a member (HTTP 404); check {settings.ORG_SETTING}",
             error.endpoint,
             window,
@@ -182,3 +183,19 @@ def _explain(error: ProviderError, window: windows.Window) -> ProviderError:
 
 def _oldest_day() -> dt.date:
     return max(settings.EARLIEST_DAY, windows.utc_today() - dt.timedelta(days=settings.DAILY_HISTORY_DAYS))
+
+
+def _check_settings(lookup) -> None:
+    if lookup("org_id") is not None:
+        check_org_id(lookup("org_id"))
+
+
+PROVIDER = Provider(
+    name=NAME,
+    source=neon_source,
+    limits=settings.LIMITS,
+    required_settings=settings.REQUIRED_SETTINGS,
+    check_settings=_check_settings,
+    simulator="simulators.neon:NeonSimulator",
+)
+"""Neon as `pipelines/` sees it: the source, its limits and settings, its simulator."""

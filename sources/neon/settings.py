@@ -6,6 +6,8 @@ import datetime as dt
 
 import pyarrow as pa
 
+from sources import windows
+
 DEFAULT_BASE_URL = "https://console.neon.tech/api/v2"
 KEY_SETTING = "SOURCES__NEON__API_KEY"
 ORG_SETTING = "SOURCES__NEON__ORG_ID"
@@ -105,3 +107,6 @@ ACCOUNT_CONSUMPTION_SCHEMA = pa.schema(
 )
 ACCOUNT_CONSUMPTION_KEY = ("org_id", "usage_date", "metric_name")
 ACCOUNT_CONSUMPTION_MERGE_KEY = ("org_id", "usage_date")
+
+LIMITS = windows.ApiLimits(history_days=DAILY_HISTORY_DAYS, earliest_day=EARLIEST_DAY, max_window_days=MAX_WINDOW_DAYS)
+"""What the API serves, as the day arithmetic of plans, refusals and chunks asks it."""

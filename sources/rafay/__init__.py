@@ -13,6 +13,7 @@ from dlt.common.jsonpath import compile_path
 from sources import windows
 from sources.http import ProviderClient, ProviderError
 from sources.merge import row_key_hints
+from sources.provider import Provider
 
 from . import helpers, settings
 
@@ -180,3 +181,13 @@ def rafay_source(
         )
 
     return compute_instance_usage, service_instance_usage, compute_profile_usage, service_profile_usage
+
+
+PROVIDER = Provider(
+    name="rafay",
+    source=rafay_source,
+    limits=settings.LIMITS,
+    required_settings=settings.REQUIRED_SETTINGS,
+    simulator="simulators.rafay:RafaySimulator",
+)
+"""Rafay as `pipelines/` sees it: the source, its limits and settings, its simulator."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from sources import windows
+
 REQUIRED_SETTINGS = ("api_key", "base_url")
 """Config keys that must be present: the key and the console domain (there is no default host)."""
 
@@ -112,3 +114,6 @@ MERGE_KEY = ["usage_date"]
 
 PARAMETERS_TABLE_SUFFIX = "_parameters"
 """`<resource>_parameters`: the sibling table holding each row's parameters."""
+
+LIMITS = windows.ApiLimits(max_window_days=MAX_WINDOW_DAYS)
+"""What the API serves, as the day arithmetic of plans, refusals and chunks asks it."""

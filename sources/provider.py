@@ -1,0 +1,43 @@
+"""The provider contract: the one value each `sources/<provider>/` exports for `pipelines/`.
+
+`pipelines/` knows a provider only through its `Provider`: the dlt source to run, the API's
+limits, the settings it needs and how they are checked, and the simulator that stands in for
+the API. Nothing else about an endpoint, a limit or a setting leaves the provider's folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Tuple
+
+from sources.windows import ApiLimits
+
+SettingLookup = Callable[[str], Optional[str]]
+"""Looks a provider setting up by key (`org_id`), as dlt resolves it; None when absent."""
+
+
+def _no_checks(lookup: SettingLookup) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    source: Callable[..., Any]
+    """The dlt source function: called with `start_date`, `end_date`, `lookback_days`."""
+    limits: ApiLimits = field(default_factory=ApiLimits)
+    required_settings: Tuple[str, ...] = ("api_key",)
+    """Setting keys without which the provider cannot run; `api_key` decides "configured"."""
+    check_settings: Callable[[SettingLookup], None] = _no_checks
+    """Raises `ProviderError` naming the setting whose form is wrong (before anything runs)."""
+    simulator: str = ""
+    """`module:Class` of the local stand-in of the API, imported only when asked for."""
+
+    def setting(self, key: str) -> str:
+        """The environment variable of a setting, e.g. SOURCES__NEON__API_KEY."""
+        return f"SOURCES__{self.name.upper()}__{key.upper()}"
+
+    def simulator_class(self) -> Any:
+        module, _, name = self.simulator.partition(":")
+        return getattr(importlib.import_module(module), name)
