@@ -1,8 +1,10 @@
 """The model runner: finds the SQL models in `sql/`, runs them in dependency order through the
 destination's own connection, then the model tests.
 
-- `sql/staging/*.sql` are views, one per raw table, already in the fact's shape. When a
-  provider's raw table does not exist yet (never loaded), its view is created empty.
+- `sql/staging/*.sql` are views, one per raw table: renames and casts only. Each output column
+  is one `cast(<raw column> as <type>) as <name>` line, so that a view whose raw table does not
+  exist yet (a provider never loaded) can be created empty with the same columns.
+- `sql/intermediate/*.sql` are views that shape one provider's staging views to the fact grain.
 - `sql/marts/*.sql` are tables built incrementally by provider and day range: a provider's
   rows for `[start, end]` are built aside and tested, then swapped in (delete + insert of
   exactly those rows) in one transaction, so analysts never see a half-built table, and a
@@ -10,7 +12,10 @@ destination's own connection, then the model tests.
 - Which days need building is kept in the warehouse: `analytics.model_loads` lists the raw
   loads already modelled, so any run after a failed or interrupted build repairs it.
 - `sql/**/<model>.tests.sql` hold the model tests: `-- test: <name>` then a query that returns
-  the offending rows (none = pass).
+  the offending rows (none = pass). A view's tests run when it is built; a view that fails to
+  build or to pass them fails the providers it reads, whose facts then stay as they were.
+- A model depends on the models it names (`analytics.<model>`), and reads the raw datasets
+  (`raw_<provider>.<table>`) that it or its dependencies name.
 
 The SQL is written once in the subset DuckDB and Postgres share.
 """
@@ -34,14 +39,11 @@ FACT_COLUMNS = (
     "usage_date", "provider", "account_id", "account_name", "resource_type",
     "resource_id", "resource_name", "metric", "quantity", "unit",
 )
-EMPTY_FACTS = (
-    "select cast(null as date) as usage_date, cast(null as varchar) as provider, "
-    "cast(null as varchar) as account_id, cast(null as varchar) as account_name, "
-    "cast(null as varchar) as resource_type, cast(null as varchar) as resource_id, "
-    "cast(null as varchar) as resource_name, cast(null as varchar) as metric, "
-    "cast(null as double precision) as quantity, cast(null as varchar) as unit where 1 = 0"
-)
+LAYERS = (("staging", "view"), ("intermediate", "view"), ("marts", "table"))
+"""The folders under sql/, in the order they build, and what their models become."""
 RAW_REF = re.compile(r"\b(raw_[a-z]+)\.([a-z_0-9]+)\b")
+CAST_COLUMN = re.compile(r"^\s*cast\(.+\s+as\s+([a-z][a-z ]*[a-z](?:\(\d+(?:,\s*\d+)?\))?)\)\s+as\s+([a-z_][a-z_0-9]*),?\s*$", re.M)
+"""A staging model's output column: `cast(<expression> as <type>) as <name>` on a line of its own."""
 
 
 class ModelError(Exception):
@@ -60,10 +62,25 @@ class Model:
     sql: str
     tests: List[Tuple[str, str]] = field(default_factory=list)
     depends_on: List[str] = field(default_factory=list)
+    providers: List[str] = field(default_factory=list)
+    """The providers whose raw datasets the model reads, itself or through its dependencies."""
 
     @property
     def relation(self) -> str:
         return f"{SCHEMA}.{self.name}"
+
+    @property
+    def raw_tables(self) -> List[str]:
+        """The raw tables the model names itself."""
+        return [f"{schema}.{table}" for schema, table in RAW_REF.findall(self.sql)]
+
+    def empty_sql(self) -> str:
+        """The model's columns with no rows, from its `cast(... as <type>) as <name>` lines."""
+        columns = CAST_COLUMN.findall(self.sql)
+        if not columns:
+            raise ModelError(self.name, "its raw table does not exist and it has no `cast(... as <type>) as <name>` "
+                                        "column lines to create it empty from")
+        return "select " + ", ".join(f"cast(null as {type_}) as {name}" for type_, name in columns) + " where 1 = 0"
 
 
 def discover(sql_dir: Optional[Path] = None) -> List[Model]:
@@ -71,7 +88,7 @@ def discover(sql_dir: Optional[Path] = None) -> List[Model]:
     the models it names."""
     sql_dir = Path(sql_dir or os.environ.get("USAGE_SQL_DIR") or SQL_DIR)
     models: Dict[str, Model] = {}
-    for folder, kind in (("staging", "view"), ("marts", "table")):
+    for folder, kind in LAYERS:
         for path in sorted((sql_dir / folder).glob("*.sql")):
             if path.name.endswith(".tests.sql"):
                 continue
@@ -92,6 +109,10 @@ def discover(sql_dir: Optional[Path] = None) -> List[Model]:
         visiting.add(model.name)
         for dependency in model.depends_on:
             visit(models[dependency])
+        model.providers = sorted(
+            {table[len("raw_"):table.index(".")] for table in model.raw_tables}.union(
+                *(models[dependency].providers for dependency in model.depends_on))
+        )
         ordered.append(model)
 
     for model in models.values():
@@ -157,8 +178,8 @@ def existing_tables(client) -> set:
 
 
 def providers_of(models: Sequence[Model]) -> List[str]:
-    """The providers whose raw datasets (`raw_<provider>`) the staging models read."""
-    return sorted({schema[len("raw_"):] for model in models if model.kind == "view" for schema, _ in RAW_REF.findall(model.sql)})
+    """The providers whose raw datasets (`raw_<provider>`) the models read."""
+    return sorted({provider for model in models for provider in model.providers})
 
 
 def build(dest: Destination, start: Optional[dt.date] = None, end: Optional[dt.date] = None,
@@ -216,18 +237,23 @@ def _prepare(client) -> set:
 
 
 def _build_views(client, models: Sequence[Model], tables: set, report: BuildReport) -> None:
-    """Every view; a view that fails marks the providers it reads as failed."""
+    """Every view, then its tests; a view that fails either marks the providers it reads as
+    failed."""
     for model in models:
         if model.kind != "view":
             continue
         try:
             _build_view(client, model, tables, report)
+            failures = run_tests(client, model)
         except Exception as exc:  # noqa: BLE001 - the database's message, on one line
             error = str(ModelError(model.name, " ".join(str(exc).split())[:300]))
-            for schema, _ in RAW_REF.findall(model.sql):
-                report.failed.setdefault(schema[len("raw_"):], error)
-            continue
-        report.models.append(model.name)
+        else:
+            if not failures:
+                report.models.append(model.name)
+                continue
+            error = str(ModelError(model.name, "its rows fail its tests, so the facts over it stay as they were: " + "; ".join(failures)))
+        for provider in model.providers:
+            report.failed.setdefault(provider, error)
 
 
 def _raw_tables(client, provider: str, tables: set) -> List[str]:
@@ -284,13 +310,20 @@ def _mark_modelled(client, provider: str, loads: Sequence[str]) -> None:
 
 
 def _build_view(client, model: Model, tables: set, report: BuildReport) -> None:
-    missing = [f"{schema}.{table}" for schema, table in RAW_REF.findall(model.sql) if f"{schema}.{table}" not in tables]
-    body = EMPTY_FACTS if missing else model.sql
+    """Replaced in place, so the views over it stay; one whose columns changed is dropped with
+    the views over it (Postgres keeps no view over a dropped one), and those are rebuilt after
+    it, in dependency order."""
+    missing = [table for table in model.raw_tables if table not in tables]
+    body = model.empty_sql() if missing else model.sql
     if missing:
         report.empty_views.append(model.name)
-    with client.begin_transaction():
-        client.execute_sql(f"drop view if exists {model.relation}")
-        client.execute_sql(f"create view {model.relation} as {body}")
+    try:
+        with client.begin_transaction():
+            client.execute_sql(f"create or replace view {model.relation} as {body}")
+    except Exception:  # noqa: BLE001 - Postgres cannot replace a view's columns; the retry says why it failed
+        with client.begin_transaction():
+            client.execute_sql(f"drop view if exists {model.relation} cascade")
+            client.execute_sql(f"create view {model.relation} as {body}")
 
 
 def _candidate(model: Model, provider: str) -> str:

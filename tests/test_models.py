@@ -137,3 +137,58 @@ def test_check_reports_a_provider_never_loaded(loaded, monkeypatch):
     monkeypatch.setenv("SOURCES__NEON__ORG_ID", "org-never-run")
     problems = checks.run_checks(dest, ["adverity", "neon"])
     assert problems == ["completeness: neon has never been loaded into this warehouse; run `make nightly`"]
+
+
+@pytest.mark.parametrize("provider_case", ["adverity"], indirect=True)
+@pytest.mark.parametrize("view", ["staging/stg_adverity__usage", "intermediate/int_adverity__usage"])
+def test_a_view_failing_its_tests_keeps_its_providers_facts(loaded, tmp_path, monkeypatch, view):
+    before = fct("duckdb")
+    broken = tmp_path / "sql"
+    shutil.copytree(ROOT / "sql", broken)
+    tests = broken / f"{view}.tests.sql"
+    tests.write_text(tests.read_text().replace("having count(*) > 1", "having count(*) > 0"))
+    name = view.split("/")[1]
+    report = models.build(config.destination("duckdb"), models=models.discover(broken))
+    assert list(report.failed) == ["adverity"] and f"{name} failed" in report.failed["adverity"]
+    assert "key_unique" in report.failed["adverity"] or "grain_unique" in report.failed["adverity"]
+    assert name not in report.models
+    assert fct("duckdb") == before
+    monkeypatch.setenv("USAGE_SQL_DIR", str(broken))
+    done = subprocess.run([sys.executable, "-m", "pipelines", "models"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == config.EXIT_FAILED and name in done.stderr
+    assert fct("duckdb") == before
+
+
+@pytest.mark.parametrize("provider_case", ["adverity"], indirect=True)
+def test_a_staging_view_whose_columns_change_rebuilds_the_views_over_it(provider_case, simulator, destination, tmp_path):
+    first, _ = window()
+    assert load_provider("adverity", destination, start_date=first).status == "ok"
+    dest = config.destination(destination)
+    assert not models.build(dest).failed
+    before = fct(destination)
+    changed = tmp_path / "sql"
+    shutil.copytree(ROOT / "sql", changed)
+    stg = changed / "staging" / "stg_adverity__usage.sql"
+    stg.write_text(stg.read_text().replace("    select\n", "    select\n        cast(1 as integer) as schema_version,\n", 1))
+    report = models.build(dest, models=models.discover(changed))
+    assert not report.failed and {"stg_adverity__usage", "int_adverity__usage", "fct_daily_usage"} <= set(report.models)
+    assert fct(destination) == before
+
+
+def test_dependencies_and_providers_come_from_the_sql(tmp_path):
+    for folder, name, sql in [
+        ("staging", "stg_a__x", "select cast(x as integer) as x from raw_a.x"),
+        ("staging", "stg_b__y", "select cast(y as integer) as y from raw_b.y"),
+        ("intermediate", "int_ab", "select x from analytics.stg_a__x union all select y from analytics.stg_b__y"),
+        ("marts", "fct_ab", "select x from analytics.int_ab"),
+    ]:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / f"{name}.sql").write_text(sql)
+    found = models.discover(tmp_path)
+    assert [model.name for model in found] == ["stg_a__x", "stg_b__y", "int_ab", "fct_ab"]
+    assert [(model.kind, model.providers) for model in found][2:] == [("view", ["a", "b"]), ("table", ["a", "b"])]
+    assert found[3].depends_on == ["int_ab"]
+    (tmp_path / "intermediate" / "int_ba.sql").write_text("select x from analytics.int_ab")
+    (tmp_path / "intermediate" / "int_ab.sql").write_text("select x from analytics.int_ba")
+    with pytest.raises(models.ModelError, match="circular reference"):
+        models.discover(tmp_path)

@@ -1,55 +1,32 @@
 -- One row per day x provider x account x resource x metric: the table analysts use.
--- Built by day range by the model runner (delete + insert of those days in one transaction).
+-- Built by provider and day range by the model runner (delete + insert of those days in one
+-- transaction). Every intermediate model below gives the same ten columns in this order.
 with
 
-neon_projects as (
-    select * from analytics.stg_neon__project_consumption
-),
-
-neon_accounts as (
-    select * from analytics.stg_neon__account_consumption
+neon as (
+    select * from analytics.int_neon__usage
 ),
 
 adverity as (
-    select * from analytics.stg_adverity__usage
+    select * from analytics.int_adverity__usage
 ),
 
-rafay_compute_instances as (
-    select * from analytics.stg_rafay__compute_instance_usage
-),
-
-rafay_service_instances as (
-    select * from analytics.stg_rafay__service_instance_usage
-),
-
-rafay_compute_profiles as (
-    select * from analytics.stg_rafay__compute_profile_usage
-),
-
-rafay_service_profiles as (
-    select * from analytics.stg_rafay__service_profile_usage
+rafay as (
+    select * from analytics.int_rafay__usage
 ),
 
 bronto as (
-    select * from analytics.stg_bronto__usage_slices
+    select * from analytics.int_bronto__usage
 ),
 
 unioned as (
-    select usage_date, provider, account_id, account_name, resource_type, resource_id, resource_name, metric, quantity, unit from neon_projects
+    select * from neon
     union all
-    select usage_date, provider, account_id, account_name, resource_type, resource_id, resource_name, metric, quantity, unit from neon_accounts
+    select * from adverity
     union all
-    select usage_date, provider, account_id, account_name, resource_type, resource_id, resource_name, metric, quantity, unit from adverity
+    select * from rafay
     union all
-    select usage_date, provider, account_id, account_name, resource_type, resource_id, resource_name, metric, quantity, unit from rafay_compute_instances
-    union all
-    select usage_date, provider, account_id, account_name, resource_type, resource_id, resource_name, metric, quantity, unit from rafay_service_instances
-    union all
-    select usage_date, provider, account_id, account_name, resource_type, resource_id, resource_name, metric, quantity, unit from rafay_compute_profiles
-    union all
-    select usage_date, provider, account_id, account_name, resource_type, resource_id, resource_name, metric, quantity, unit from rafay_service_profiles
-    union all
-    select usage_date, provider, account_id, account_name, resource_type, resource_id, resource_name, metric, quantity, unit from bronto
+    select * from bronto
 )
 
 select

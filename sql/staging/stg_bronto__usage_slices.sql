@@ -1,36 +1,21 @@
--- Bronto bytes per day and usage type. Each slice row already carries its share of the day
--- (`day_bytes`: a slice that straddles UTC midnight is split in proportion to time), and a
--- day re-fetched by a later run replaced the earlier slices, so summing never double counts.
+-- Bronto's usage slices, one row per organization x usage type x slice. Each slice carries its
+-- share of its UTC day (`day_bytes`: a slice that straddles midnight is split in proportion to
+-- time), and a day fetched again replaced the day's earlier slices.
 with
 
-slices as (
-    select
-        usage_date,
-        organization_id,
-        usage_type,
-        day_bytes
-    from raw_bronto.usage_slices
+source as (
+    select * from raw_bronto.usage_slices
 ),
 
-daily as (
+renamed as (
     select
-        usage_date,
-        organization_id,
-        usage_type,
-        sum(day_bytes) as quantity
-    from slices
-    group by usage_date, organization_id, usage_type
+        cast(usage_date as date) as usage_date,
+        cast(organization_id as varchar) as account_id,
+        cast(usage_type as varchar) as usage_type,
+        cast(slice_start as timestamp with time zone) as slice_start,
+        cast(slice_end as timestamp with time zone) as slice_end,
+        cast(day_bytes as double precision) as day_bytes
+    from source
 )
 
-select
-    cast(usage_date as date) as usage_date,
-    cast('bronto' as varchar) as provider,
-    cast(organization_id as varchar) as account_id,
-    cast(null as varchar) as account_name,
-    cast('organization' as varchar) as resource_type,
-    cast(organization_id as varchar) as resource_id,
-    cast(null as varchar) as resource_name,
-    cast(usage_type || '_bytes' as varchar) as metric,
-    cast(quantity as double precision) as quantity,
-    cast('bytes' as varchar) as unit
-from daily
+select * from renamed
