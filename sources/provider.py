@@ -7,6 +7,7 @@ the API. Nothing else about an endpoint, a limit or a setting leaves the provide
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Tuple
@@ -33,6 +34,13 @@ class Provider:
     """Raises `ProviderError` naming the setting whose form is wrong (before anything runs)."""
     simulator: str = ""
     """`module:Class` of the local stand-in of the API, imported only when asked for."""
+    min_requests: Optional[Callable[[Any, dt.date, dt.date], int]] = None
+    """The fewest requests the API's rules allow for loading first..last from that simulator's
+    data: `min_requests(simulator, first, last)`, from the provider's limits and page sizes and
+    the simulator's real ones (its clamped page size, say). `longest_chain(simulator, first,
+    last)` is how many of them must run one after another (the rest may overlap): the least
+    time a load takes at a given latency. The test suite and the bench both count against these."""
+    longest_chain: Optional[Callable[[Any, dt.date, dt.date], int]] = None
 
     def setting(self, key: str) -> str:
         """The environment variable of a setting, e.g. SOURCES__NEON__API_KEY."""

@@ -115,5 +115,7 @@ PROVIDER = Provider(
     required_settings=settings.REQUIRED_SETTINGS,
     check_settings=_check_settings,
     simulator="simulators.adverity:AdveritySimulator",
+    min_requests=helpers.min_requests,
+    longest_chain=helpers.longest_chain,
 )
 """Adverity as `pipelines/` sees it: the source, its limits and settings, its simulator."""

@@ -149,3 +149,19 @@ def flatten_usage_page(items: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any
 def usage_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """An Arrow table of `usage` rows with the raw table's explicit schema."""
     return pa.Table.from_pylist(list(rows), schema=settings.USAGE_SCHEMA)
+
+
+# -- the fewest requests -----------------------------------------------------------------------
+def min_requests(simulator: Any, first: dt.date, last: dt.date) -> int:
+    """The fewest requests Adverity's rules allow for first..last from `simulator`'s rows: each
+    window of `settings.LIMITS` (no range limit is documented: one for the whole range) paged at
+    the page size the server really serves (PAGE_SIZE asked, clamped to its `max_page_size`),
+    only the last page short; the rows are the server's, which never lists today."""
+    served = min(settings.PAGE_SIZE, simulator.max_page_size)
+    return sum(max(1, -(-len(simulator.rows(window.first, window.last)) // served))
+               for window in settings.LIMITS.windows(first, last))
+
+
+def longest_chain(simulator: Any, first: dt.date, last: dt.date) -> int:
+    """Every request: Adverity asks for one call at a time."""
+    return min_requests(simulator, first, last)

@@ -163,5 +163,7 @@ PROVIDER = Provider(
     limits=settings.LIMITS,
     required_settings=settings.REQUIRED_SETTINGS,
     simulator="simulators.bronto:BrontoSimulator",
+    min_requests=helpers.min_requests,
+    longest_chain=helpers.longest_chain,
 )
 """Bronto as `pipelines/` sees it: the source, its limits and settings, its simulator."""

@@ -22,6 +22,8 @@ from sources.neon.helpers import (
     flatten_account_periods,
     flatten_projects,
     legacy_params,
+    longest_chain,
+    min_requests,
     parse_metrics,
     project_params,
     to_table,
@@ -197,5 +199,7 @@ PROVIDER = Provider(
     required_settings=settings.REQUIRED_SETTINGS,
     check_settings=_check_settings,
     simulator="simulators.neon:NeonSimulator",
+    min_requests=min_requests,
+    longest_chain=longest_chain,
 )
 """Neon as `pipelines/` sees it: the source, its limits and settings, its simulator."""

@@ -233,3 +233,26 @@ def flatten_account_periods(org_id: str, periods: Iterable[Mapping[str, Any]], w
 def to_table(rows: List[Dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows as an Arrow table with the raw table's explicit schema."""
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+# -- the fewest requests -----------------------------------------------------------------------
+def min_requests(simulator: Any, first: dt.date, last: dt.date) -> int:
+    """The fewest requests Neon's rules allow for first..last from `simulator`'s projects.
+
+    One window per `settings.LIMITS.max_window_days`, each paged at the page size the server
+    really serves (PAGE_SIZE asked, clamped to its `max_page_size`). A short page is not the end
+    (PROVIDERS.md), so where the last page still carries a fresh cursor (`paging_end` `cursor` or
+    `empty`) one more request meets the empty page that ends paging; a missing or repeated cursor
+    ends paging on the last page.
+    """
+    served = min(settings.PAGE_SIZE, simulator.max_page_size)
+    pages = max(1, -(-simulator.n_projects // served))
+    if simulator.n_projects and simulator.paging_end in ("cursor", "empty"):
+        pages += 1
+    return pages * len(settings.LIMITS.windows(first, last))
+
+
+def longest_chain(simulator: Any, first: dt.date, last: dt.date) -> int:
+    """Every request: each page needs the previous page's cursor, and the windows share one
+    paced client."""
+    return min_requests(simulator, first, last)

@@ -189,5 +189,7 @@ PROVIDER = Provider(
     limits=settings.LIMITS,
     required_settings=settings.REQUIRED_SETTINGS,
     simulator="simulators.rafay:RafaySimulator",
+    min_requests=helpers.min_requests,
+    longest_chain=helpers.longest_chain,
 )
 """Rafay as `pipelines/` sees it: the source, its limits and settings, its simulator."""

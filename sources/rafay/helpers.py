@@ -141,6 +141,40 @@ def pages_for(n_rows: int, limit: int) -> int:
         offset += limit
 
 
+ENDPOINT_KINDS = ("compute", "service")
+"""The instance and profile endpoints come in these two kinds, four endpoints in all."""
+
+
+def window_pages(simulator: Any, first: dt.date, last: dt.date, instance_page_size: int = settings.INSTANCE_PAGE_SIZE,
+                 profile_page_size: int = settings.PROFILE_PAGE_SIZE) -> Iterator[int]:
+    """Requests per request window and endpoint of first..last from `simulator`'s rows: one
+    window per `settings.LIMITS.max_window_days` (a day), paged at the `limit` the server really
+    applies (the page size asked, clamped to its `max_limit`) with `UsagePaginator`'s stop rules."""
+
+    def served(asked: int) -> int:
+        return asked if simulator.max_limit is None else min(asked, simulator.max_limit)
+
+    for window in settings.LIMITS.windows(first, last):
+        for kind in ENDPOINT_KINDS:
+            yield pages_for(len(simulator.instance_rows(kind, window.start, window.end)), served(instance_page_size))
+            yield pages_for(len(simulator.profile_rows(kind, window.start, window.end)), served(profile_page_size))
+
+
+def min_requests(simulator: Any, first: dt.date, last: dt.date, instance_page_size: int = settings.INSTANCE_PAGE_SIZE,
+                 profile_page_size: int = settings.PROFILE_PAGE_SIZE) -> int:
+    """The fewest requests Rafay's rules allow for first..last: every window's pages. Asking a
+    large page and advancing by the rows served makes this the fewest whatever the server's
+    maximum, as long as the page asked is at least that maximum."""
+    return sum(window_pages(simulator, first, last, instance_page_size, profile_page_size))
+
+
+def longest_chain(simulator: Any, first: dt.date, last: dt.date, instance_page_size: int = settings.INSTANCE_PAGE_SIZE,
+                  profile_page_size: int = settings.PROFILE_PAGE_SIZE) -> int:
+    """The pages of the longest window: windows and endpoints are independent of each other, a
+    window's pages follow one another (each offset comes from the page before)."""
+    return max(window_pages(simulator, first, last, instance_page_size, profile_page_size), default=0)
+
+
 # -- flattening (pure) -------------------------------------------------------------------------
 def metric_name(parameter_name: str) -> str:
     """`GPU` -> `gpu_hours`, `Memory` -> `memory_hours` (lower case, non-alphanumerics as `_`)."""

@@ -9,7 +9,7 @@ from typing import Dict, List, Tuple
 from simulators.adverity import AdveritySimulator
 from simulators.base import Request, Simulator
 from sources import windows
-from sources.adverity import settings
+from sources.adverity import helpers, settings
 from tests.providers import ProviderCase
 
 # big enough that the shared suite's five days take more than one page of 100 rows
@@ -44,13 +44,6 @@ def assert_requests(requests: List[Request], first: dt.date, last: dt.date) -> N
     assert sorted(pages) == expected, f"windows {sorted(pages)} != {expected}"
 
 
-def min_requests(sim: AdveritySimulator, first: dt.date, last: dt.date) -> int:
-    """Pages of 100 rows over one window for the whole range: no range limit is documented, so
-    only the last page may be short."""
-    count = len(sim.rows(first, last))
-    return max(1, -(-count // settings.PAGE_SIZE))
-
-
 FACTS_SQL = """
 select usage_date, workspace_id as account_id, 'datastream' as resource_type,
        datastream_key as resource_id, 'unique_rows' as metric, cast(unique_rows as double precision) as quantity
@@ -68,5 +61,5 @@ CASE = ProviderCase(
     tables={settings.USAGE_TABLE: list(settings.USAGE_PRIMARY_KEY)},
     facts_sql=FACTS_SQL,
     assert_requests=assert_requests,
-    min_requests=min_requests,
+    min_requests=helpers.min_requests,
 )

@@ -17,7 +17,7 @@ from typing import Dict, List
 from simulators.base import Request, Simulator
 from simulators.bronto import BrontoSimulator
 from sources import windows
-from sources.bronto import settings
+from sources.bronto import helpers, settings
 from tests.providers import ProviderCase
 
 PINNED_TIME = dt.timedelta(hours=7, minutes=13, seconds=27, milliseconds=481)
@@ -57,11 +57,6 @@ def assert_requests(requests: List[Request], first: dt.date, last: dt.date) -> N
     assert types == Counter(settings.USAGE_TYPES), types
 
 
-def min_requests(sim: BrontoSimulator, first: dt.date, last: dt.date) -> int:
-    """One request per usage type: any window ending now fits in one /usage request."""
-    return len(settings.USAGE_TYPES)
-
-
 FACTS_SQL = """
 select usage_date,
        organization_id as account_id,
@@ -81,7 +76,7 @@ CASE = ProviderCase(
     tables={settings.USAGE_TABLE: list(settings.USAGE_PRIMARY_KEY)},
     facts_sql=FACTS_SQL,
     assert_requests=assert_requests,
-    min_requests=min_requests,
+    min_requests=helpers.min_requests,
     tolerance=0.01,
     extra={"volatile_columns": ("fetched_at",)},
 )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import List
 
 from simulators.neon import NeonSimulator
 from simulators.base import Request
 from sources import windows
-from sources.neon import settings
+from sources.neon import helpers, settings
 from tests.providers import ProviderCase
 
 PROJECTS_PATH = NeonSimulator.base_path + settings.PROJECTS_PATH
@@ -40,20 +39,6 @@ def assert_requests(requests: List[Request], first: dt.date, last: dt.date) -> N
     assert covered == [(w.first, w.last) for w in windows.split(first, last, settings.MAX_WINDOW_DAYS)], covered
 
 
-def min_requests(sim: NeonSimulator, first: dt.date, last: dt.date) -> int:
-    """Pages per window of as many projects as the server serves (100 asked, maybe clamped).
-
-    A short page is not the end, so where the last page still carries a fresh cursor (`cursor`,
-    `empty`) one more request meets the empty page that ends paging, whether the last page was
-    full or not; a missing (`missing`) or repeated (`repeat`) cursor ends paging on the last page.
-    """
-    page_size = min(settings.PAGE_SIZE, sim.max_page_size)
-    pages = max(1, math.ceil(sim.n_projects / page_size))
-    if sim.n_projects and sim.paging_end in ("cursor", "empty"):
-        pages += 1
-    return pages * len(windows.split(first, last, settings.MAX_WINDOW_DAYS))
-
-
 CASE = ProviderCase(
     name="neon",
     make_simulator=make_simulator,
@@ -65,5 +50,5 @@ CASE = ProviderCase(
         "metric_name as metric, value as quantity from {dataset}.project_consumption"
     ),
     assert_requests=assert_requests,
-    min_requests=min_requests,
+    min_requests=helpers.min_requests,
 )

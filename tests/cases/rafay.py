@@ -86,14 +86,8 @@ def rows_per_window(sim: RafaySimulator, path: str, day: dt.date) -> int:
 
 
 def min_requests(sim: Simulator, first: dt.date, last: dt.date) -> int:
-    """One window per day and endpoint, each paged to the end at the case's page sizes."""
-    assert isinstance(sim, RafaySimulator)
-    total, day = 0, first
-    while day <= last:
-        for path, (_, _, limit) in ENDPOINTS.items():
-            total += helpers.pages_for(rows_per_window(sim, path, day), limit)
-        day += dt.timedelta(days=1)
-    return total
+    """The provider's fewest requests at the case's page sizes."""
+    return helpers.min_requests(sim, first, last, INSTANCE_PAGE_SIZE, PROFILE_PAGE_SIZE)
 
 
 CASE = ProviderCase(
