@@ -1,5 +1,6 @@
 """Request counts: a full load and the nightly after it send exactly the fewest requests the APIs'
-rules allow, per provider, computed by the same function `make bench` reports against.
+rules allow, per provider, as each provider computes it (`Provider.min_requests`, the function
+`make bench` reports against too).
 
 A regression in paging efficiency (a page beyond the last, a per-day Neon request, a window cut
 in two, a re-fetch outside the lookback window) changes a count and fails here.
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.minimum import minimum_requests
 from pipelines import config
-from pipelines.bench import minimum_requests
 from simulators import start_all
 from sources import windows
 
