@@ -114,9 +114,9 @@ def load_provider(
     result = LoadResult(provider)
     requests_before = REQUESTS_SENT[provider]
     started = time.monotonic()
-    pipeline = pipeline_for(provider, dest)
     lookback = config.lookback_days if lookback_days is None else lookback_days
     try:
+        pipeline = _whole_pipeline(provider, dest)
         _discard_abandoned_extracts(pipeline)
         if pipeline.has_pending_data:
             _complete_pending(pipeline, result)
@@ -142,6 +142,34 @@ def load_provider(
         result.requests = REQUESTS_SENT[provider] - requests_before
         result.seconds = time.monotonic() - started
     return result
+
+
+_STORAGE_FOLDERS = {"load": ("new", "normalized", "loaded"), "normalize": ("extracted",)}
+"""dlt's storages: each creates its folder, then the folders within; neither is ever left
+without them except by a run killed while creating or deleting them."""
+
+
+def _whole_pipeline(provider: str, dest: Destination) -> dlt.Pipeline:
+    """The provider's pipeline, its working folder whole.
+
+    A run killed while it dropped the local state (see `_state_of_warehouse`) or while dlt
+    created its storage folders leaves the folder half made: dlt then fails on the missing
+    folders every night. Such a folder
+    holds nothing the warehouse lacks (the state is dropped only with no package pending), so
+    it is removed and the state restored from the warehouse.
+    """
+    pipeline = pipeline_for(provider, dest)
+    working_dir = pipeline.working_dir
+    if any(
+        os.path.isdir(os.path.join(working_dir, parent)) and not os.path.isdir(os.path.join(working_dir, parent, child))
+        for parent, children in _STORAGE_FOLDERS.items()
+        for child in children
+    ):
+        log.warning("%s: the working folder was left incomplete by an interrupted run; restoring the state "
+                    "from the warehouse", pipeline.pipeline_name)
+        shutil.rmtree(working_dir, ignore_errors=True)
+        pipeline = pipeline_for(provider, dest)
+    return pipeline
 
 
 def _state_of_warehouse(pipeline: dlt.Pipeline) -> dlt.Pipeline:

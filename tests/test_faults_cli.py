@@ -84,6 +84,22 @@ if moment == "load-jobs":
 
     load_package.PackageStorage.complete_job = complete_job_or_die
 
+if moment == "restore":
+    import shutil
+    from dlt.pipeline.pipeline import Pipeline
+
+    wipe_working_folder = Pipeline._wipe_working_folder
+
+    def die_while_wiping(self):
+        # the local state is being dropped (to restore the warehouse's): the kill comes when
+        # the delete has taken some folders and not others
+        if self.pipeline_name == pipeline_name:
+            shutil.rmtree(os.path.join(self.working_dir, "load", "normalized"), ignore_errors=True)
+            die()
+        return wipe_working_folder(self)
+
+    Pipeline._wipe_working_folder = die_while_wiping
+
 if moment == "normalize-commit":
     from dlt.common.storages import load_storage
 
@@ -236,6 +252,7 @@ CRASHES = {
     "extract": ("rafay", "neon"),
     "normalize": ("neon", "bronto"),
     "normalize-commit": ("adverity", "neon"),
+    "restore": ("rafay", "neon"),
     "load": ("bronto", "adverity"),
     "load-jobs": ("rafay", "adverity"),
 }
@@ -243,7 +260,7 @@ CRASHES = {
 
 @pytest.mark.parametrize(
     "moment, destination",
-    [(moment, "duckdb") for moment in CRASHES] + [("load-jobs", "postgres")],
+    [(moment, "duckdb") for moment in CRASHES] + [("load", "postgres"), ("load-jobs", "postgres")],
 )
 def test_a_nightly_killed_mid_run_is_completed_by_the_next(moment, destination, request, monkeypatch, sims, fault_report):
     killed, after = CRASHES[moment]
@@ -275,8 +292,11 @@ def test_a_nightly_killed_mid_run_is_completed_by_the_next(moment, destination, 
         returncode = done.returncode
     assert returncode == -signal.SIGKILL, f"the run was not killed ({returncode})"
     pending = pipeline(killed, destination)
-    expected_pending = {"extract": (0, 0), "normalize": (1, 0), "normalize-commit": (1, 1), "load": (0, 1), "load-jobs": (0, 1)}[moment]
-    assert (len(pending.list_extracted_load_packages()), len(pending.list_normalized_load_packages())) == expected_pending
+    expected_pending = {"extract": (0, 0), "normalize": (1, 0), "normalize-commit": (1, 1), "restore": None, "load": (0, 1), "load-jobs": (0, 1)}[moment]
+    if expected_pending is None:  # killed while dropping the local state to restore the warehouse's
+        assert not os.path.isdir(os.path.join(pending.working_dir, "load", "normalized")), "the working folder is whole"
+    else:
+        assert (len(pending.list_extracted_load_packages()), len(pending.list_normalized_load_packages())) == expected_pending
     started[killed].clear_faults()
 
     night(monkeypatch, next_night)
@@ -288,6 +308,7 @@ def test_a_nightly_killed_mid_run_is_completed_by_the_next(moment, destination, 
         "extract": "removing the partial extract of an interrupted run",
         "normalize": "completing 1 load package(s) left by an interrupted run",
         "normalize-commit": "normalized already; removing its extracted copy",
+        "restore": "working folder was left incomplete by an interrupted run",
         "load": "completing 1 load package(s) left by an interrupted run",
         "load-jobs": "was cut while loading; aborting it and reading its days again",
     }[moment]
@@ -299,7 +320,7 @@ def test_a_nightly_killed_mid_run_is_completed_by_the_next(moment, destination, 
         assert_state_consistent(provider, last, destination)
     # the killed night's package covered from its cursor minus the lookback; the summary and the
     # rebuilt models include those days, not only the ones read again this night
-    if moment != "extract":
+    if moment not in ("extract", "restore"):
         crashed_first = first_night - dt.timedelta(days=1 + LOOKBACK_DAYS)
         assert summary_line(done.stdout, killed)[4] == crashed_first.isoformat(), done.stdout
     fault_report(f"SIGKILL during {moment.replace('-', ' ')} ({destination})", 1)
