@@ -83,19 +83,40 @@ class Model:
         return "select " + ", ".join(f"cast(null as {type_}) as {name}" for type_, name in columns) + " where 1 = 0"
 
 
+PROVIDER_USAGE = re.compile(r"^int_([a-z0-9_]+?)__usage$")
+"""Each provider's intermediate model in the fact's shape: `int_<provider>__usage`."""
+ALL_USAGE = "int_usage"
+"""The union of every provider's `int_<provider>__usage`, made by the runner: the fact reads
+it, so a provider is added by its own models and no mart names it."""
+
+
+def sql_dirs() -> List[Path]:
+    """sql/ (or `USAGE_SQL_DIR`), then the models folder of every registered provider that
+    brings its own (`Provider.sql_dir`)."""
+    import sources
+
+    dirs = [Path(os.environ.get("USAGE_SQL_DIR") or SQL_DIR)]
+    dirs += [Path(provider.sql_dir) for provider in sources.providers().values() if provider.sql_dir]
+    return dirs
+
+
 def discover(sql_dir: Optional[Path] = None) -> List[Model]:
-    """Every model under sql/ (or `USAGE_SQL_DIR`), in dependency order: a model depends on
-    the models it names."""
-    sql_dir = Path(sql_dir or os.environ.get("USAGE_SQL_DIR") or SQL_DIR)
+    """Every model under `sql_dir` (default: `sql_dirs()`), in dependency order: a model
+    depends on the models it names."""
     models: Dict[str, Model] = {}
-    for folder, kind in LAYERS:
-        for path in sorted((sql_dir / folder).glob("*.sql")):
-            if path.name.endswith(".tests.sql"):
-                continue
-            name = path.stem
-            tests_path = path.with_name(f"{name}.tests.sql")
-            tests = parse_tests(tests_path.read_text()) if tests_path.exists() else []
-            models[name] = Model(name, path, kind, path.read_text().strip().rstrip(";"), tests)
+    for folder_root in [Path(sql_dir)] if sql_dir is not None else sql_dirs():
+        for folder, kind in LAYERS:
+            for path in sorted((folder_root / folder).glob("*.sql")):
+                if path.name.endswith(".tests.sql"):
+                    continue
+                name = path.stem
+                tests_path = path.with_name(f"{name}.tests.sql")
+                tests = parse_tests(tests_path.read_text()) if tests_path.exists() else []
+                models[name] = Model(name, path, kind, path.read_text().strip().rstrip(";"), tests)
+    usage = sorted(name for name in models if PROVIDER_USAGE.match(name))
+    if usage:
+        union = "\nunion all\n".join(f"select * from {SCHEMA}.{name}" for name in usage)
+        models[ALL_USAGE] = Model(ALL_USAGE, Path(ALL_USAGE), "view", union)
     for model in models.values():
         model.depends_on = [other for other in models if other != model.name and re.search(rf"\b{SCHEMA}\.{other}\b", model.sql)]
     ordered: List[Model] = []

@@ -34,6 +34,9 @@ class Provider:
     """Raises `ProviderError` naming the setting whose form is wrong (before anything runs)."""
     simulator: str = ""
     """`module:Class` of the local stand-in of the API, imported only when asked for."""
+    sql_dir: Optional[str] = None
+    """A folder of the provider's own models (`staging/`, `intermediate/`, with
+    `int_<provider>__usage` in the fact's shape) for a provider whose SQL is not in `sql/`."""
     min_requests: Optional[Callable[[Any, dt.date, dt.date], int]] = None
     """The fewest requests the API's rules allow for loading first..last from that simulator's
     data: `min_requests(simulator, first, last)`, from the provider's limits and page sizes and

@@ -1,32 +1,11 @@
 -- One row per day x provider x account x resource x metric: the table analysts use.
 -- Built by provider and day range by the model runner (delete + insert of those days in one
--- transaction). Every intermediate model below gives the same ten columns in this order.
+-- transaction). Every provider's intermediate usage model gives the same ten columns in this order.
 with
 
-neon as (
-    select * from analytics.int_neon__usage
-),
-
-adverity as (
-    select * from analytics.int_adverity__usage
-),
-
-rafay as (
-    select * from analytics.int_rafay__usage
-),
-
-bronto as (
-    select * from analytics.int_bronto__usage
-),
-
 unioned as (
-    select * from neon
-    union all
-    select * from adverity
-    union all
-    select * from rafay
-    union all
-    select * from bronto
+    -- every provider's int_<provider>__usage, unioned by the model runner (analytics.int_usage)
+    select * from analytics.int_usage
 )
 
 select
