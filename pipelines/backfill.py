@@ -12,7 +12,6 @@ import logging
 import sys
 from typing import List, Optional, Sequence
 
-import sources
 from pipelines import config, models
 from pipelines.load import LoadResult, load_provider
 from sources import windows
@@ -27,7 +26,7 @@ def servable_range(provider: str, first: dt.date, last: dt.date, now: Optional[d
         raise config.ConfigError(
             f"END={last} is not a complete UTC day yet; the last complete day is {yesterday}"
         )
-    refusal = sources.get(provider).limits.refusal(provider, first, now)
+    refusal = config.provider_of(provider).limits.refusal(provider, first, now)
     if refusal:
         raise config.ConfigError(refusal)
 
@@ -64,7 +63,7 @@ def chunk_days(provider: str) -> int:
     """Days per backfill chunk: the provider's own request window when it has a larger one
     (Neon's 60 days cost one request), else a week, so progress shows and a failure costs
     one chunk, not the whole range."""
-    return sources.get(provider).limits.chunk_days(MIN_CHUNK_DAYS)
+    return config.provider_of(provider).limits.chunk_days(MIN_CHUNK_DAYS)
 
 
 def run_backfill(providers: Sequence[str], first: dt.date, last: dt.date, dest: config.Destination,

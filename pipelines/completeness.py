@@ -20,12 +20,11 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from pipelines import models
+from pipelines.config import DEFAULT_ACCOUNT, dataset_of, env_name, label_of, split_label
 from sources import windows
 
 COVERAGE = f"{models.SCHEMA}.load_coverage"
 COMPLETENESS = f"{models.SCHEMA}.usage_completeness"
-DEFAULT_ACCOUNT = "default"
-"""The account name of a provider configured without SOURCES__<PROVIDER>__ACCOUNTS."""
 
 CREATE_COVERAGE = f"""
 create table if not exists {COVERAGE} (
@@ -101,7 +100,7 @@ def ensure_tables(client, providers: Sequence[str]) -> None:
         client.execute_sql(CREATE_COVERAGE)
         seeded: Dict[tuple, tuple] = {}
         for provider in providers:
-            for table in models._raw_tables(client, provider, tables):
+            for table in models.dataset_tables(client, f"raw_{provider}", tables):
                 for day, load_id in client.execute_sql(f"select usage_date, max(_dlt_load_id) from {table} group by usage_date"):
                     key = (provider, DEFAULT_ACCOUNT, models._as_date(day))
                     seeded[key] = (*key, True, load_id, None, _now())
@@ -134,10 +133,10 @@ def covered_days(client, provider: str, account_id: str = DEFAULT_ACCOUNT) -> Di
     return {models._as_date(day): (bool(had_rows), load_id, run_id) for day, had_rows, load_id, run_id in rows}
 
 
-def raw_days(client, provider: str, tables: set) -> set:
-    """The days the provider's raw tables hold rows for."""
+def raw_days(client, dataset: str, tables: set) -> set:
+    """The days the raw tables of one dataset (one provider account's) hold rows for."""
     found: set = set()
-    for table in models._raw_tables(client, provider, tables):
+    for table in models.dataset_tables(client, dataset, tables):
         found.update(models._as_date(day) for (day,) in client.execute_sql(f"select distinct usage_date from {table}"))
     return found
 
@@ -147,30 +146,32 @@ def _is_missing_raw(day: dt.date, covered: Dict[dt.date, tuple], in_raw: set) ->
     return day not in covered or (covered[day][0] and day not in in_raw)
 
 
-def missing_raw_days(client, provider: str, configured_start: Optional[dt.date],
-                     yesterday: Optional[dt.date] = None, account_id: str = DEFAULT_ACCOUNT) -> List[dt.date]:
+def missing_raw_days(client, label: str, configured_start: Optional[dt.date],
+                     yesterday: Optional[dt.date] = None) -> List[dt.date]:
     """Expected days of the account that the raw tables lack."""
+    provider, account_id = split_label(label)
     covered = covered_days(client, provider, account_id)
     start = configured_start or (min(covered) if covered else None)
     yesterday = yesterday or windows.last_complete_day()
     if start is None or start > yesterday:
         return []
-    in_raw = raw_days(client, provider, models.existing_tables(client))
+    in_raw = raw_days(client, dataset_of(label), models.existing_tables(client))
     return [day for day in windows.days(start, yesterday) if _is_missing_raw(day, covered, in_raw)]
 
 
 def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Optional[dt.date] = None) -> List[AccountDays]:
-    """Rewrite `usage_completeness` for these providers ({provider: configured START_DATE or
-    None}) and return each account's missing days."""
+    """Rewrite `usage_completeness` for these provider accounts ({account label: configured
+    START_DATE or None}) and return each account's missing days."""
     yesterday = yesterday or windows.last_complete_day()
-    ensure_tables(client, list(accounts))
+    ensure_tables(client, sorted({split_label(label)[0] for label in accounts}))
     tables = models.existing_tables(client)
     fact_table = f"{models.SCHEMA}.fct_daily_usage"
     out: List[AccountDays] = []
     rows_out = []
-    for provider, configured_start in accounts.items():
-        account = AccountDays(provider)
-        covered = covered_days(client, provider)
+    for label, configured_start in accounts.items():
+        provider, account_id = split_label(label)
+        account = AccountDays(provider, account_id)
+        covered = covered_days(client, provider, account_id)
         account.start = configured_start or (min(covered) if covered else None)
         account.end = yesterday
         out.append(account)
@@ -178,7 +179,7 @@ def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Option
             continue
         _, pending = models.pending_days(client, provider, tables)
         pending_set = set(pending)
-        in_raw = raw_days(client, provider, tables)
+        in_raw = raw_days(client, dataset_of(label), tables)
         fact_rows: Dict[dt.date, int] = {}
         if fact_table in tables:
             fact_rows = {
@@ -202,7 +203,7 @@ def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Option
             rows_out.append((day, provider, account.account_id, status, missing_from, fact_rows.get(day, 0), load_id, run_id))
     with client.begin_transaction():
         if accounts:
-            listed = ", ".join(_literal(provider) for provider in accounts)
+            listed = ", ".join(_literal(split_label(label)[0]) for label in accounts)
             client.execute_sql(f"delete from {COMPLETENESS} where provider in ({listed})")
         _insert(client, COMPLETENESS,
                 ("usage_date", "provider", "account_id", "status", "missing_from", "row_count", "load_id", "run_id"), rows_out)
@@ -214,24 +215,26 @@ def problems(accounts: Sequence[AccountDays], oldest_servable: Mapping[str, Opti
     lines = []
     for account in accounts:
         who = f"{account.provider} (account {account.account_id})"
+        label = label_of(account.provider, account.account_id)
+        dataset = dataset_of(label)
         if account.missing_raw:
-            oldest = oldest_servable.get(account.provider)
+            oldest = oldest_servable.get(label)
             gone = [day for day in account.missing_raw if oldest is not None and day < oldest]
             servable = [day for day in account.missing_raw if day not in gone]
             if servable:
                 lines.append(
-                    f"completeness: {who} is missing {windows.describe_days(servable)} in raw_{account.provider}; "
+                    f"completeness: {who} is missing {windows.describe_days(servable)} in {dataset}; "
                     "the next nightly reads them again (or run a backfill for them)"
                 )
             if gone:
                 lines.append(
-                    f"completeness: {who} is missing {windows.describe_days(gone)} in raw_{account.provider}, which "
+                    f"completeness: {who} is missing {windows.describe_days(gone)} in {dataset}, which "
                     f"the API no longer serves (oldest day it serves: {oldest}); they cannot be recovered: set "
-                    f"SOURCES__{account.provider.upper()}__START_DATE={oldest} to accept the gap"
+                    f"{env_name(label, 'start_date')}={oldest} to accept the gap"
                 )
         if account.missing_facts:
             lines.append(
-                f"completeness: {who} has {windows.describe_days(account.missing_facts)} in raw_{account.provider} but "
+                f"completeness: {who} has {windows.describe_days(account.missing_facts)} in {dataset} but "
                 f"not built into analytics.fct_daily_usage; fix what failed the model build and run `make models`"
             )
     return lines
@@ -239,12 +242,13 @@ def problems(accounts: Sequence[AccountDays], oldest_servable: Mapping[str, Opti
 
 def holes_to_repair(client, accounts: Mapping[str, Optional[dt.date]],
                     oldest_servable: Mapping[str, Optional[dt.date]]) -> Dict[str, List[windows.Window]]:
-    """Per provider, the missing raw days its API still serves, as windows of consecutive days."""
-    ensure_tables(client, list(accounts))
+    """Per account label, the missing raw days its API still serves, as windows of
+    consecutive days."""
+    ensure_tables(client, sorted({split_label(label)[0] for label in accounts}))
     out = {}
-    for provider, configured_start in accounts.items():
-        oldest = oldest_servable.get(provider)
-        days = [day for day in missing_raw_days(client, provider, configured_start) if oldest is None or day >= oldest]
+    for label, configured_start in accounts.items():
+        oldest = oldest_servable.get(label)
+        days = [day for day in missing_raw_days(client, label, configured_start) if oldest is None or day >= oldest]
         if days:
-            out[provider] = windows.ranges(days)
+            out[label] = windows.ranges(days)
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -37,8 +38,37 @@ class ConfigError(Exception):
     """A configuration or input mistake; `str()` is one line naming the setting and the fix."""
 
 
-def env_name(provider: str, key: str) -> str:
-    return f"SOURCES__{provider.upper()}__{key.upper()}"
+DEFAULT_ACCOUNT = "default"
+"""The account of a provider configured without SOURCES__<PROVIDER>__ACCOUNTS."""
+ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+def split_label(label: str) -> Tuple[str, str]:
+    """`neon` -> ("neon", "default"); `neon.prod` -> ("neon", "prod")."""
+    provider, _, account = label.partition(".")
+    return provider, account or DEFAULT_ACCOUNT
+
+
+def label_of(provider: str, account: str) -> str:
+    """The name of one provider account in commands and summaries: `neon`, or `neon.prod`."""
+    return provider if account == DEFAULT_ACCOUNT else f"{provider}.{account}"
+
+
+def env_name(label: str, key: str) -> str:
+    """A setting's environment variable: SOURCES__NEON__API_KEY, or SOURCES__NEON__PROD__API_KEY
+    for an account of several."""
+    provider, account = split_label(label)
+    section = provider if account == DEFAULT_ACCOUNT else f"{provider}__{account}"
+    return f"SOURCES__{section.upper()}__{key.upper()}"
+
+
+def dataset_of(label: str) -> str:
+    """The raw dataset of a provider account: `raw_<provider>` for a provider's one account,
+    `raw_<provider>_<account>` for each of several. Each account's pipeline merges whole days
+    into tables of its own, so one account's reload never deletes another's rows, and accounts
+    never race on one schema."""
+    provider, account = split_label(label)
+    return f"raw_{provider}" if account == DEFAULT_ACCOUNT else f"raw_{provider}_{account}"
 
 
 def provider_names() -> Tuple[str, ...]:
@@ -46,17 +76,65 @@ def provider_names() -> Tuple[str, ...]:
     return sources.names()
 
 
-def source_function(provider: str):
-    return sources.get(provider).source
+def source_function(label: str):
+    """The account's dlt source: the provider's, looking its settings up in the account's
+    section first (`sources.<provider>.<account>.<key>`, then `sources.<provider>.<key>`)."""
+    provider, account = split_label(label)
+    source = sources.get(provider).source
+    return source if account == DEFAULT_ACCOUNT else source.clone(name=account, section=provider)
 
 
-def _lookup(provider: str, key: str) -> Optional[str]:
-    """A provider setting from env or the toml files; secrets and config alike."""
-    for accessor in (dlt.secrets, dlt.config):
-        value = accessor.get(f"sources.{provider}.{key}")
-        if value is not None:
-            return str(value)
+def _secret_keys(provider: str) -> Tuple[str, ...]:
+    """The source's arguments that dlt resolves as secrets (env and secrets.toml only)."""
+    from dlt.common.configuration.inject import get_fun_spec
+    from dlt.common.configuration.specs.base_configuration import is_secret_hint
+
+    source = sources.get(provider).source
+    spec = getattr(source, "spec", None) or get_fun_spec(getattr(source, "_f", source))
+    return tuple(name for name, hint in spec.get_resolvable_fields().items() if is_secret_hint(hint))
+
+
+def _lookup(label: str, key: str) -> Optional[str]:
+    """A setting from env or the toml files as the account's source resolves it: the
+    account's own section first, then the provider's; a secret (the API key) only where dlt
+    reads secrets (env, secrets.toml), the rest from secrets and config alike."""
+    provider, account = split_label(label)
+    paths = [f"sources.{provider}.{key}"]
+    if account != DEFAULT_ACCOUNT:
+        paths.insert(0, f"sources.{provider}.{account}.{key}")
+    accessors = (dlt.secrets,) if key in _secret_keys(provider) else (dlt.secrets, dlt.config)
+    for path in paths:
+        for accessor in accessors:
+            value = accessor.get(path)
+            if value is not None:
+                return str(value)
     return None
+
+
+def accounts(provider: str) -> List[str]:
+    """The provider's accounts: SOURCES__<PROVIDER>__ACCOUNTS (a comma list), else its one."""
+    text = _lookup(provider, "accounts")
+    if text is None or not text.strip():
+        return [DEFAULT_ACCOUNT]
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    # `staging` would name the raw dataset dlt stages the provider's merges in
+    bad = [name for name in names if not ACCOUNT_NAME.match(name) or name in (DEFAULT_ACCOUNT, "staging")
+           or name.endswith("_staging")]
+    if bad:
+        raise ConfigError(
+            f"{env_name(provider, 'accounts')}: {bad[0]!r} is not an account name; use lower-case letters, digits "
+            "and _ (e.g. prod,test), other than default and staging"
+        )
+    return list(dict.fromkeys(names))
+
+
+def labels(providers: Sequence[str]) -> List[str]:
+    """Every account of these providers, by label."""
+    return [label_of(provider, account) for provider in providers for account in accounts(provider)]
+
+
+def provider_of(label: str):
+    return sources.get(split_label(label)[0])
 
 
 @dataclass(frozen=True)
@@ -66,27 +144,42 @@ class ProviderConfig:
     lookback_days: int
 
 
-def missing_settings(provider: str) -> List[str]:
-    """Env var names of the required settings that are absent or empty."""
-    required = sources.get(provider).required_settings
-    return [env_name(provider, key) for key in required if not (_lookup(provider, key) or "").strip()]
+def missing_settings(label: str) -> List[str]:
+    """Env var names of the required settings that are absent or empty (the account's own
+    names for an account of several)."""
+    required = provider_of(label).required_settings
+    return [env_name(label, key) for key in required if not (_lookup(label, key) or "").strip()]
 
 
-def is_configured(provider: str) -> bool:
-    """Configured means its API key is present (CONTRACT: credentials decide)."""
-    return _lookup(provider, "api_key") is not None
+def is_configured(label: str) -> bool:
+    """Configured means its API key is present (CONTRACT: credentials decide); the accounts
+    listed in SOURCES__<PROVIDER>__ACCOUNTS are configured by that list."""
+    provider, account = split_label(label)
+    return account != DEFAULT_ACCOUNT or _lookup(label, "api_key") is not None
 
 
 def parse_providers(text: Optional[str]) -> List[str]:
-    """`a,b` or `all`/empty -> provider names, refusing unknown ones."""
+    """`a,b` or `all`/empty -> account labels: a provider stands for all its accounts,
+    `provider.account` for one; unknown providers and accounts are refused."""
     known = provider_names()
     if not text or text.strip() == "all":
-        return list(known)
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ConfigError(f"unknown provider {unknown[0]!r}; choose from {', '.join(known)} or all")
-    return list(dict.fromkeys(names))
+        return labels(known)
+    out: List[str] = []
+    for name in (name.strip().lower() for name in text.split(",") if name.strip()):
+        provider, _, account = name.partition(".")
+        if provider not in known:
+            raise ConfigError(f"unknown provider {provider!r}; choose from {', '.join(known)} or all")
+        if not account:
+            out += labels([provider])
+        elif account in accounts(provider) and account != DEFAULT_ACCOUNT:
+            out.append(name)
+        else:
+            listed = [a for a in accounts(provider) if a != DEFAULT_ACCOUNT]
+            raise ConfigError(
+                f"{provider} has no account {account!r}; {env_name(provider, 'accounts')} lists "
+                f"{', '.join(listed) if listed else 'none'}"
+            )
+    return list(dict.fromkeys(out))
 
 
 def check_provider(provider: str, now: Optional[dt.datetime] = None) -> ProviderConfig:
@@ -123,9 +216,9 @@ def check_provider(provider: str, now: Optional[dt.datetime] = None) -> Provider
     return ProviderConfig(provider, start_date, lookback)
 
 
-def oldest_servable_day(provider: str, now: Optional[dt.datetime] = None) -> Optional[dt.date]:
+def oldest_servable_day(label: str, now: Optional[dt.datetime] = None) -> Optional[dt.date]:
     """The oldest day the provider's API still serves (None: any day)."""
-    return sources.get(provider).limits.oldest_day(now)
+    return provider_of(label).limits.oldest_day(now)
 
 
 def _check_source_settings(provider: str) -> None:
@@ -134,7 +227,7 @@ def _check_source_settings(provider: str) -> None:
     from sources.http import ProviderError
 
     try:
-        sources.get(provider).check_settings(lambda key: _lookup(provider, key))
+        provider_of(provider).check_settings(lambda key: _lookup(provider, key))
     except ProviderError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -245,11 +338,11 @@ def _without_password(url: str) -> str:
 
 
 def configured_providers(requested: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
-    """(providers to run, {skipped provider: the missing key}) for a request of names."""
+    """(account labels to run, {skipped label: the missing key}) for providers or labels."""
     run, skipped = [], {}
-    for provider in requested:
-        if is_configured(provider):
-            run.append(provider)
+    for label in [item for name in requested for item in ([name] if "." in name else labels([name]))]:
+        if is_configured(label):
+            run.append(label)
         else:
-            skipped[provider] = env_name(provider, "api_key")
+            skipped[label] = env_name(label, "api_key")
     return run, skipped

@@ -24,11 +24,13 @@ import pyarrow.compute as pc
 
 from pipelines.config import (
     Destination,
+    dataset_of,
     check_provider,
     destination as resolve_destination,
     oldest_servable_day,
     postgres_url,
     source_function,
+    split_label,
 )
 from sources import windows
 from sources.http import ProviderError, REQUESTS_SENT, redact
@@ -74,8 +76,9 @@ LOAD_ID_SETTING = "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID"
 
 
 def pipeline_for(provider: str, dest: Destination) -> dlt.Pipeline:
-    """The provider's pipeline on this warehouse: its working folder is the warehouse's own
-    (`Destination.pipelines_dir`), so no other warehouse's cursor or package can reach it.
+    """The account's pipeline on this warehouse (`provider` is an account label, `neon` or
+    `neon.prod`): its working folder is the warehouse's own (`Destination.pipelines_dir`), so
+    no other warehouse's cursor or package can reach it.
 
     Every raw row carries its load's id (`_dlt_load_id`, which dlt leaves off Arrow tables by
     default): the model runner finds the days of loads not yet modelled through it, so it is
@@ -83,10 +86,10 @@ def pipeline_for(provider: str, dest: Destination) -> dlt.Pipeline:
     """
     os.environ[LOAD_ID_SETTING] = "true"
     return dlt.pipeline(
-        pipeline_name=f"{provider}_usage_{dest.name}",
+        pipeline_name=f"{provider.replace('.', '_')}_usage_{dest.name}",
         pipelines_dir=dest.pipelines_dir,
         destination=dest.dlt_destination(),
-        dataset_name=f"raw_{provider}",
+        dataset_name=dataset_of(provider),
     )
 
 
@@ -100,7 +103,7 @@ def load_provider(
     dest: Optional[Destination] = None,
     raise_errors: bool = False,
 ) -> LoadResult:
-    """Run one provider's source into `raw_<provider>`.
+    """Run one provider account's source (`provider` is its label) into its raw dataset.
 
     Nightly when `end_date` is None (incremental from the saved cursor, re-reading the lookback
     window); a load of exactly `start_date..end_date` otherwise (a backfill or a repair), which
@@ -112,7 +115,7 @@ def load_provider(
     dest = dest or resolve_destination(destination)
     config = check_provider(provider)
     result = LoadResult(provider)
-    requests_before = REQUESTS_SENT[provider]
+    requests_before = REQUESTS_SENT[split_label(provider)[0]]
     started = time.monotonic()
     lookback = config.lookback_days if lookback_days is None else lookback_days
     try:
@@ -139,7 +142,7 @@ def load_provider(
         log.error(result.error)
         log.debug("%s: the failure in full", provider, exc_info=True)
     finally:
-        result.requests = REQUESTS_SENT[provider] - requests_before
+        result.requests = REQUESTS_SENT[split_label(provider)[0]] - requests_before
         result.seconds = time.monotonic() - started
     return result
 
@@ -354,12 +357,16 @@ def describe_failure(provider: str, exc: BaseException) -> str:
     if line is None:
         text = " ".join(str(exc).split())
         line = f"{provider}: {type(exc).__name__}: {text[:300]}"
+    name, _ = split_label(provider)
+    if provider != name and line.startswith(f"{name}: "):
+        line = f"{provider}: " + line[len(name) + 2:]  # which account failed
     return redact(line, _secrets(provider))
 
 
 def _secrets(provider: str) -> List[str]:
-    """The values an error line must never show: the provider's key, the warehouse password."""
-    values = [str(dlt.secrets.get(f"sources.{provider}.api_key") or "")]
+    """The values an error line must never show: the account's key, the warehouse password."""
+    name, account = split_label(provider)
+    values = [str(dlt.secrets.get(f"sources.{name}.api_key") or ""), str(dlt.secrets.get(f"sources.{name}.{account}.api_key") or "")]
     try:
         values.append(urlsplit(postgres_url()).password or "")
     except ValueError:

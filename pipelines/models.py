@@ -277,9 +277,27 @@ def _build_views(client, models: Sequence[Model], tables: set, report: BuildRepo
             report.failed.setdefault(provider, error)
 
 
-def _raw_tables(client, provider: str, tables: set) -> List[str]:
-    """The provider's raw tables that hold usage days (dlt's own tables left out)."""
-    dataset = f"raw_{provider}"
+def provider_datasets(provider: str, tables: set) -> List[str]:
+    """The provider's raw datasets in the warehouse: `raw_<provider>`, and one per account of
+    several (`raw_<provider>_<account>`), each a dlt dataset with its `_dlt_loads` (dlt's
+    staging datasets have none). A dataset of another provider whose name extends this one's
+    (`raw_<provider>_x...` of a provider `<provider>_x`) is not this provider's."""
+    import sources
+
+    others = [name for name in sources.names() if name != provider and name.startswith(f"{provider}_")]
+    pattern = re.compile(rf"^raw_{re.escape(provider)}(_[a-z0-9_]+)?$")
+    found = set()
+    for table in tables:
+        dataset = table.split(".")[0]
+        if table.endswith("._dlt_loads") and pattern.match(dataset) and not any(
+            dataset == f"raw_{other}" or dataset.startswith(f"raw_{other}_") for other in others
+        ):
+            found.add(dataset)
+    return sorted(found)
+
+
+def dataset_tables(client, dataset: str, tables: set) -> List[str]:
+    """One dataset's raw tables that hold usage days (dlt's own tables left out)."""
     if f"{dataset}._dlt_loads" not in tables:
         return []
     rows = client.execute_sql(
@@ -289,25 +307,24 @@ def _raw_tables(client, provider: str, tables: set) -> List[str]:
     return [f"{dataset}.{name}" for (name,) in rows if not name.startswith("_dlt")]
 
 
+def _raw_tables(client, provider: str, tables: set) -> List[str]:
+    """The provider's raw tables that hold usage days, over all its accounts' datasets."""
+    return [table for dataset in provider_datasets(provider, tables) for table in dataset_tables(client, dataset, tables)]
+
+
 def _raw_loads(client, provider: str, tables: set) -> List[str]:
-    if f"raw_{provider}._dlt_loads" not in tables:
-        return []
-    return [load_id for (load_id,) in client.execute_sql(f"select load_id from raw_{provider}._dlt_loads where status = 0")]
+    return [load_id for dataset in provider_datasets(provider, tables)
+            for (load_id,) in client.execute_sql(f"select load_id from {dataset}._dlt_loads where status = 0")]
 
 
 def pending_days(client, provider: str, tables: Optional[set] = None) -> Tuple[List[str], List[dt.date]]:
-    """(raw loads of the provider not modelled yet, the days they hold rows for)."""
+    """(raw loads of the provider, any account's, not modelled yet; the days they hold rows for)."""
     tables = tables if tables is not None else existing_tables(client)
-    if f"raw_{provider}._dlt_loads" not in tables:
-        return [], []
-    modelled = f"select load_id from {MODEL_LOADS} where provider = {_text(provider)}" if MODEL_LOADS in tables else None
-    loads = [
-        load_id
-        for (load_id,) in client.execute_sql(
-            f"select load_id from raw_{provider}._dlt_loads where status = 0"
-            + (f" and load_id not in ({modelled})" if modelled else "")
-        )
-    ]
+    modelled = set()
+    if MODEL_LOADS in tables:
+        modelled = {load_id for (load_id,) in client.execute_sql(
+            f"select load_id from {MODEL_LOADS} where provider = {_text(provider)}")}
+    loads = [load_id for load_id in _raw_loads(client, provider, tables) if load_id not in modelled]
     if not loads:
         return [], []
     listed = ", ".join(_text(load_id) for load_id in loads)
@@ -334,9 +351,9 @@ def _build_view(client, model: Model, tables: set, report: BuildReport) -> None:
     """Replaced in place, so the views over it stay; one whose columns changed is dropped with
     the views over it (Postgres keeps no view over a dropped one), and those are rebuilt after
     it, in dependency order."""
-    missing = [table for table in model.raw_tables if table not in tables]
-    body = model.empty_sql() if missing else model.sql
-    if missing:
+    body = _over_accounts(model, tables)
+    if body is None:
+        body = model.empty_sql()
         report.empty_views.append(model.name)
     try:
         with client.begin_transaction():
@@ -345,6 +362,27 @@ def _build_view(client, model: Model, tables: set, report: BuildReport) -> None:
         with client.begin_transaction():
             client.execute_sql(f"drop view if exists {model.relation} cascade")
             client.execute_sql(f"create view {model.relation} as {body}")
+
+
+def _over_accounts(model: Model, tables: set) -> Optional[str]:
+    """The model's SQL over every account of its provider: once per raw dataset that holds its
+    tables (`raw_<provider>`, `raw_<provider>_<account>`), unioned; None when none does.
+
+    A staging model reads one provider's raw tables and only renames and casts, so the same
+    select over each account's dataset gives that account's rows."""
+    if not model.raw_tables:
+        return model.sql
+    schemas = sorted({table.split(".")[0] for table in model.raw_tables})
+    if len(schemas) != 1:
+        return model.sql if all(table in tables for table in model.raw_tables) else None
+    schema = schemas[0]
+    bodies = []
+    for dataset in provider_datasets(schema[len("raw_"):], tables) or [schema]:
+        if all(f"{dataset}.{table.split('.', 1)[1]}" in tables for table in model.raw_tables):
+            bodies.append(re.sub(rf"\b{schema}\.", f"{dataset}.", model.sql))
+    if not bodies:
+        return None
+    return bodies[0] if len(bodies) == 1 else "\nunion all\n".join(f"select * from ({body}) as account_{i}" for i, body in enumerate(bodies))
 
 
 def _candidate(model: Model, provider: str) -> str:

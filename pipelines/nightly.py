@@ -19,11 +19,12 @@ def providers_to_run(providers: Optional[Sequence[str]]) -> tuple:
     """(providers, skipped): `None` means every configured provider, naming the skipped ones;
     providers named explicitly must be configured (a missing key is a configuration error)."""
     if providers is not None:
-        for provider in providers:
-            missing = config.missing_settings(provider)
+        providers = config.parse_providers(",".join(providers))
+        for label in providers:
+            missing = config.missing_settings(label)
             if missing:
                 raise config.ConfigError(
-                    f"{provider}: {missing[0]} is missing or empty; set it or leave {provider} out of --providers"
+                    f"{label}: {missing[0]} is missing or empty; set it or leave {label} out of --providers"
                 )
         to_run, skipped = list(providers), {}
     else:
@@ -49,20 +50,30 @@ def run_nightly(providers: Optional[Sequence[str]] = None, destination: Optional
     return report
 
 
-def load_side_by_side(providers: Sequence[str], dest: config.Destination) -> List[LoadResult]:
-    """Load every provider at once, each on a thread of its own; results in the order asked.
+def load_side_by_side(labels: Sequence[str], dest: config.Destination) -> List[LoadResult]:
+    """Load every provider at once, each on a thread of its own, its accounts one after
+    another on that thread; results in the order asked.
 
     The providers' limits are independent (Neon's rate, Adverity's one call at a time), so the
     slowest provider, not their sum, sets the run's length. Each dlt pipeline keeps its context
     in its own thread, and the pipelines share one DuckDB database in this process (one
     instance, one writer process) while writing datasets of their own.
     """
-    if len(providers) <= 1:
-        return [load_provider(provider, dest=dest) for provider in providers]
-    with ThreadPoolExecutor(max_workers=len(providers), thread_name_prefix="nightly") as pool:
-        results = list(pool.map(lambda provider: load_provider(provider, dest=dest), providers))
-    memory.trim()
-    return results
+    by_provider: Dict[str, List[str]] = {}
+    for label in labels:
+        by_provider.setdefault(config.split_label(label)[0], []).append(label)
+
+    def load_accounts(provider: str) -> List[LoadResult]:
+        return [load_provider(label, dest=dest) for label in by_provider[provider]]
+
+    if len(by_provider) <= 1:
+        done = {provider: load_accounts(provider) for provider in by_provider}
+    else:
+        with ThreadPoolExecutor(max_workers=len(by_provider), thread_name_prefix="nightly") as pool:
+            done = dict(zip(by_provider, pool.map(load_accounts, by_provider)))
+        memory.trim()
+    results = {result.provider: result for provider_results in done.values() for result in provider_results}
+    return [results[label] for label in labels]
 
 
 DUCKDB_MEMORY_LIMIT = "96MB"
@@ -134,10 +145,12 @@ class RunReport:
 
     def _record_coverage(self, results: Sequence[LoadResult]) -> None:
         with models._sql_client(self.destination) as client:
-            completeness.ensure_tables(client, [r.provider for r in self.results])
+            completeness.ensure_tables(client, [config.split_label(r.provider)[0] for r in self.results])
             for r in results:
                 if r.covered:
-                    completeness.record_coverage(client, r.provider, r.covered, r.days, max(r.load_ids, default=None), self.run_id)
+                    provider, account = config.split_label(r.provider)
+                    completeness.record_coverage(client, provider, r.covered, r.days, max(r.load_ids, default=None),
+                                                 self.run_id, account)
 
     def _repair(self, accounts: Dict[str, Optional[dt.date]], oldest: Dict[str, Optional[dt.date]]) -> None:
         """Read again, statelessly, the missing days that the APIs still serve, for every

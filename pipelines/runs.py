@@ -8,7 +8,7 @@ from typing import List, Sequence
 
 from pipelines import completeness, models
 from sources import windows
-from pipelines.config import Destination
+from pipelines.config import Destination, label_of, split_label
 
 CREATE = """
 create table if not exists analytics.load_runs (
@@ -23,9 +23,12 @@ create table if not exists analytics.load_runs (
     days integer not null,
     row_count bigint not null,
     requests integer not null,
-    error_message varchar
+    error_message varchar,
+    account varchar
 )
 """
+ADD_ACCOUNT = "alter table analytics.load_runs add column if not exists account varchar"
+"""Tables made before accounts came get the column (their rows are each provider's one account)."""
 
 
 def new_run_id() -> str:
@@ -38,11 +41,15 @@ def record(dest: Destination, run_id: str, command: str, started_at: dt.datetime
     with models._sql_client(dest) as client:
         client.execute_sql(f"create schema if not exists {models.SCHEMA}")
         client.execute_sql(CREATE)
+        client.execute_sql(ADD_ACCOUNT)
         for r in results:
+            provider, account = split_label(r.provider)
             client.execute_sql(
-                "insert into analytics.load_runs values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                run_id, command, r.provider, started_at.replace(tzinfo=None), finished_at, r.status,
-                r.first_day, r.last_day, len(r.days), r.rows, r.requests, r.error,
+                "insert into analytics.load_runs (run_id, command, provider, started_at, finished_at, status, first_day, "
+                "last_day, days, row_count, requests, error_message, account) "
+                "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                run_id, command, provider, started_at.replace(tzinfo=None), finished_at, r.status,
+                r.first_day, r.last_day, len(r.days), r.rows, r.requests, r.error, account,
             )
 
 
@@ -52,9 +59,13 @@ def status_lines(dest: Destination, limit: int = 12) -> List[str]:
         tables = models.existing_tables(client)
         if "analytics.load_runs" not in tables:
             return [f"no runs recorded in {dest.location} yet; run `make nightly`"]
+        has_account = bool(client.execute_sql(
+            "select 1 from information_schema.columns where table_schema = 'analytics' "
+            "and table_name = 'load_runs' and column_name = 'account'"))
+        account = "coalesce(account, 'default')" if has_account else "'default'"
         runs = client.execute_sql(
-            "select started_at, command, provider, status, first_day, last_day, row_count, requests, error_message "
-            "from analytics.load_runs order by started_at desc, provider limit %s",
+            f"select started_at, command, provider, {account}, status, first_day, last_day, row_count, "
+            "requests, error_message from analytics.load_runs order by started_at desc, provider limit %s",
             limit,
         )
         freshest = {}
@@ -84,9 +95,10 @@ def status_lines(dest: Destination, limit: int = 12) -> List[str]:
         text = f"{windows.describe_days(missing)} (not in {' or '.join(where)})" if missing else "none"
         lines.append(f"{provider:<10} {account:<12} {str(through or '-'):<17} {text}")
     lines += ["", "last runs:", f"{'started (UTC)':<20} {'command':<9} {'provider':<9} {'status':<7} {'days':<23} {'rows':>8} {'requests':>8}"]
-    for started, command, provider, status, first, last, rows, requests, error in runs:
+    for started, command, provider, account, status, first, last, rows, requests, error in runs:
         span = f"{first}..{last}" if first else "-"
-        lines.append(f"{started.strftime('%Y-%m-%d %H:%M:%S'):<20} {command:<9} {provider:<9} {status:<7} {span:<23} {rows:>8} {requests:>8}")
+        lines.append(f"{started.strftime('%Y-%m-%d %H:%M:%S'):<20} {command:<9} {label_of(provider, account):<9} {status:<7} "
+                     f"{span:<23} {rows:>8} {requests:>8}")
         if error:
             lines.append(f"{'':<20} error: {error}")
     return lines
