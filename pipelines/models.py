@@ -385,6 +385,12 @@ def _over_accounts(model: Model, tables: set) -> Optional[str]:
     return bodies[0] if len(bodies) == 1 else "\nunion all\n".join(f"select * from ({body}) as account_{i}" for i, body in enumerate(bodies))
 
 
+def _for_provider(sql: str, provider: str) -> str:
+    """A mart's SQL reading only the provider's own usage model: a filter on `provider` over the
+    union of every provider's is not pushed into its branches, which would build all of them."""
+    return re.sub(rf"\b{SCHEMA}\.{ALL_USAGE}\b", f"{SCHEMA}.int_{provider}__usage", sql)
+
+
 def _candidate(model: Model, provider: str) -> str:
     return f"{SCHEMA}._candidate_{model.name}_{provider}"
 
@@ -405,7 +411,7 @@ def _build_provider(client, models: Sequence[Model], provider: str, start: Optio
     built = []
     try:
         for model in marts:
-            selected = f"select {columns} from ({model.sql}) as model_rows"
+            selected = f"select {columns} from ({_for_provider(model.sql, provider)}) as model_rows"
             candidate = _candidate(model, provider)
             client.execute_sql(f"create table if not exists {model.relation} as {selected} where 1 = 0")
             client.execute_sql(f"drop table if exists {candidate}")
