@@ -395,18 +395,47 @@ def _candidate(model: Model, provider: str) -> str:
     return f"{SCHEMA}._candidate_{model.name}_{provider}"
 
 
+BUILD_SPAN_DAYS = 10
+"""Days of a provider's rows built at a time: the memory a build needs (the joins of a day's
+usage with its parameters) stays that of a few days, whatever the range."""
+
+
+def _where(provider: str, start: Optional[dt.date], end: Optional[dt.date]) -> str:
+    bounds = [f"provider = {_text(provider)}"]
+    if start is not None:
+        bounds.append(f"usage_date >= {_day(start)}")
+    if end is not None:
+        bounds.append(f"usage_date <= {_day(end)}")
+    return " where " + " and ".join(bounds)
+
+
+def _spans(client, provider: str, start: Optional[dt.date], end: Optional[dt.date]) -> List[Tuple[Optional[dt.date], Optional[dt.date]]]:
+    """`start..end` (an open end: the raw data's first or last day) cut into spans of
+    `BUILD_SPAN_DAYS`."""
+    from sources import windows
+
+    tables = existing_tables(client)
+    if start is None or end is None:
+        bounds = [client.execute_sql(f"select min(usage_date), max(usage_date) from {table}")[0]
+                  for table in _raw_tables(client, provider, tables)]
+        firsts = [_as_date(first) for first, _ in bounds if first is not None]
+        lasts = [_as_date(last) for _, last in bounds if last is not None]
+        if not firsts:
+            return [(start, end)]
+        start = start or min(firsts)
+        end = end or max(lasts)
+    if start > end:
+        return []
+    return [(span.first, span.last) for span in windows.split(start, end, BUILD_SPAN_DAYS)]
+
+
 def _build_provider(client, models: Sequence[Model], provider: str, start: Optional[dt.date], end: Optional[dt.date],
                     loads: Sequence[str], report: BuildReport) -> None:
     """One provider's rows of every mart for `start..end`: built aside and tested first, then
     swapped in (delete + insert of exactly those rows) in one transaction that also marks
     `loads` as modelled. On failure nothing of it is published and the provider is named."""
     columns = ", ".join(FACT_COLUMNS)
-    bounds = [f"provider = {_text(provider)}"]
-    if start is not None:
-        bounds.append(f"usage_date >= {_day(start)}")
-    if end is not None:
-        bounds.append(f"usage_date <= {_day(end)}")
-    where = " where " + " and ".join(bounds)
+    where = _where(provider, start, end)
     marts = [model for model in models if model.kind == "table"]
     built = []
     try:
@@ -416,7 +445,9 @@ def _build_provider(client, models: Sequence[Model], provider: str, start: Optio
             client.execute_sql(f"create table if not exists {model.relation} as {selected} where 1 = 0")
             client.execute_sql(f"drop table if exists {candidate}")
             try:
-                client.execute_sql(f"create table {candidate} as {selected}{where}")
+                client.execute_sql(f"create table {candidate} as {selected} where 1 = 0")
+                for span in _spans(client, provider, start, end):
+                    client.execute_sql(f"insert into {candidate} ({columns}) {selected}{_where(provider, *span)}")
             except Exception as exc:  # noqa: BLE001 - the database's message, on one line
                 raise ModelError(model.name, f"{provider}: " + " ".join(str(exc).split())[:300]) from None
             built.append((model, candidate))
