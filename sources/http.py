@@ -5,11 +5,12 @@ exponential backoff (honouring `Retry-After`, or `RateLimit-Reset` where a vendo
 instead, each wait capped); 401/403 are never retried. Failures surface as `ProviderError`, one
 line that names the provider, the endpoint, the window and the fix, and never the key.
 
-The limits are dlt's own runtime settings, so one place configures every HTTP call:
-`RUNTIME__REQUEST_TIMEOUT` (seconds per attempt, default 30), `RUNTIME__REQUEST_MAX_ATTEMPTS`
-(default 5), `RUNTIME__REQUEST_BACKOFF_FACTOR` (first backoff in seconds, doubling; default
-0.5) and `RUNTIME__REQUEST_MAX_RETRY_DELAY` (cap on any one wait, including a server's
-`Retry-After`; default 60). One call therefore ends within attempts x timeout + the capped waits.
+The limits are dlt's own runtime settings (`RuntimeConfiguration`, resolved by dlt), so one
+place configures every HTTP call: `RUNTIME__REQUEST_TIMEOUT` (seconds per attempt),
+`RUNTIME__REQUEST_MAX_ATTEMPTS`, `RUNTIME__REQUEST_BACKOFF_FACTOR` (first backoff in seconds,
+doubling) and `RUNTIME__REQUEST_MAX_RETRY_DELAY` (cap on any one wait, including a server's
+`Retry-After`). The project's defaults (30, 5, 0.5, 60) are in `.dlt/config.toml` `[runtime]`.
+One call therefore ends within attempts x timeout + the capped waits.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Set
+from typing import Any, Dict, Iterator, Optional
 
-import dlt
 import requests
 from dlt.common import logger
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
+from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests.retry import (
     DEFAULT_RETRY_EXCEPTIONS,
     DEFAULT_RETRY_STATUS,
@@ -38,68 +40,13 @@ from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 
-REQUEST_TIMEOUT_S = 30.0
-MAX_ATTEMPTS = 5
-BACKOFF_FACTOR = 0.5
-MAX_RETRY_DELAY_S = 60.0
-REDACTED = "***"
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    """How long one attempt may take and how failed attempts are retried."""
-
-    timeout_s: float = REQUEST_TIMEOUT_S
-    max_attempts: int = MAX_ATTEMPTS
-    backoff_factor: float = BACKOFF_FACTOR
-    max_delay_s: float = MAX_RETRY_DELAY_S
-
-
-_SETTINGS = (
-    ("timeout_s", "request_timeout", float),
-    ("max_attempts", "request_max_attempts", int),
-    ("backoff_factor", "request_backoff_factor", float),
-    ("max_delay_s", "request_max_retry_delay", float),
-)
-
-
-def retry_settings() -> RetrySettings:
-    """The `RUNTIME__REQUEST_*` settings (env or `[runtime]` in config.toml), else the defaults."""
-    values: Dict[str, Any] = {}
-    for field_name, key, kind in _SETTINGS:
-        raw = dlt.config.get(f"runtime.{key}")
-        if raw is None or str(raw).strip() == "":
-            continue
-        try:
-            value = kind(str(raw).strip())
-        except ValueError:
-            value = None
-        if value is None or value < (1 if kind is int else 0) or (key == "request_timeout" and value == 0):
-            raise ValueError(f"RUNTIME__{key.upper()}={raw!r} must be a positive number")
-        values[field_name] = value
-    return RetrySettings(**values)
+# the secret registry lives in sources.secrets; re-exported, as callers import them from here
+from sources.secrets import REDACTED, redact, register_secret  # noqa: F401
 
 
 REQUESTS_SENT: Counter = Counter()
 """Requests answered per provider in this process (retries included): run summaries read it."""
 _COUNT_LOCK = threading.Lock()
-
-
-_SECRETS: Set[str] = set()
-"""Every credential a client of this process sends: masked in every error raised here."""
-
-
-def register_secret(value: Optional[str]) -> None:
-    """Have `value` masked in every ProviderError (and anything passed through `redact`)."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with every registered secret, and every one of `secrets`, replaced by ***."""
-    for secret in sorted({s for s in (*secrets, *_SECRETS) if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 class ProviderError(Exception):
@@ -129,6 +76,36 @@ class ProviderError(Exception):
         )
 
 
+def retry_settings(provider: str = "runtime") -> RuntimeConfiguration:
+    """dlt's `[runtime]` configuration, resolved now (env, then `.dlt/config.toml`; the project's
+    defaults are written there, dlt's own apply without it), with the four request settings
+    checked: a value dlt cannot read, or one out of range, is a ProviderError naming the setting."""
+    try:
+        config = resolve_configuration(RuntimeConfiguration())
+    except ConfigValueCannotBeCoercedException as exc:
+        if exc.field_name not in _IN_RANGE:
+            raise
+        raise _bad_setting(provider, exc.field_name, exc.field_value) from None
+    for key, in_range in _IN_RANGE.items():
+        value = getattr(config, key)
+        if not in_range(value):
+            raise _bad_setting(provider, key, format(value, "g"))
+    return config
+
+
+_IN_RANGE = {
+    "request_timeout": lambda seconds: seconds > 0,
+    "request_max_attempts": lambda attempts: attempts >= 1,
+    "request_backoff_factor": lambda seconds: seconds >= 0,
+    "request_max_retry_delay": lambda seconds: seconds >= 0,
+}
+"""dlt's request settings of `[runtime]` that the clients use, and the values each may take."""
+
+
+def _bad_setting(provider: str, key: str, value: Any) -> ProviderError:
+    return ProviderError(provider, f"RUNTIME__{key.upper()}={str(value)!r} must be a positive number")
+
+
 class NotJSON(ValueError):
     """A successful answer whose body is not JSON (e.g. an HTML page from a proxy)."""
 
@@ -150,18 +127,18 @@ class wait_retry_headers(wait_exponential_retry_after):
         return None
 
 
-def _session(settings: RetrySettings) -> requests.Session:
+def _session(settings: RuntimeConfiguration) -> requests.Session:
     """A dlt requests session whose `send` retries with our wait (dlt's, plus RateLimit-Reset)."""
-    session = Session(timeout=settings.timeout_s, raise_for_status=False)
+    session = Session(timeout=settings.request_timeout, raise_for_status=False)
     session.mount("http://", HTTPAdapter(pool_maxsize=16))
     session.mount("https://", HTTPAdapter(pool_maxsize=16))
     retrying = Retrying(
-        wait=wait_retry_headers(multiplier=settings.backoff_factor, max=settings.max_delay_s),
+        wait=wait_retry_headers(multiplier=settings.request_backoff_factor, max=settings.request_max_retry_delay),
         retry=retry_any(
             retry_if_status(DEFAULT_RETRY_STATUS),
             retry_if_exception_type(DEFAULT_RETRY_EXCEPTIONS),
         ),
-        stop=stop_after_attempt(settings.max_attempts),
+        stop=stop_after_attempt(settings.request_max_attempts),
         reraise=True,
         retry_error_callback=lambda state: state.outcome.result(),
     )
@@ -208,13 +185,13 @@ class ProviderClient:
         headers: Dict[str, str],
         key_setting: str,
         rate_limiter: Optional[RateLimiter] = None,
-        settings: Optional[RetrySettings] = None,
+        settings: Optional[RuntimeConfiguration] = None,
     ):
         self.provider = provider
         self.key_setting = key_setting
         self.rate_limiter = rate_limiter
         self.base_url = base_url.rstrip("/")
-        self.settings = settings or retry_settings()
+        self.settings = settings or retry_settings(provider)
         # the credential headers' values, and the key alone (after `Bearer ` or `Token `), are
         # masked in every ProviderError from now on
         for name, value in headers.items():
@@ -282,7 +259,7 @@ class ProviderClient:
                 f"check {self.key_setting}"
             )
         elif status is not None:
-            attempts = self.settings.max_attempts if status in DEFAULT_RETRY_STATUS else 1
+            attempts = self.settings.request_max_attempts if status in DEFAULT_RETRY_STATUS else 1
             message = f"HTTP {status}{_vendor_detail(exc.response)} after {attempts} attempt(s)"
         elif isinstance(exc, NotJSON):
             message = f"malformed response body: {exc}"
@@ -290,12 +267,12 @@ class ProviderClient:
             message = f"malformed response body (truncated or not JSON: {' '.join(str(exc).split())[:80]})"
         elif isinstance(exc, requests.exceptions.Timeout):
             message = (
-                f"the API did not answer within {self.settings.timeout_s:g} s in "
-                f"{self.settings.max_attempts} attempts; try again later"
+                f"the API did not answer within {self.settings.request_timeout:g} s in "
+                f"{self.settings.request_max_attempts} attempts; try again later"
             )
         elif isinstance(exc, requests.exceptions.ConnectionError):
             message = (
-                f"cannot reach {self.base_url} after {self.settings.max_attempts} attempts "
+                f"cannot reach {self.base_url} after {self.settings.request_max_attempts} attempts "
                 "(connection refused or dropped); check the base URL and the network"
             )
         else:
@@ -419,7 +396,3 @@ class _RateLimitedPaginator(BasePaginator):
             self.limiter.acquire()
         self.inner.update_request(request)
 
-
-def query_values(params: Dict[str, Any]) -> Dict[str, Sequence[str]]:
-    """Normalise params to lists, as they arrive at a server (handy in tests)."""
-    return {k: list(v) if isinstance(v, (list, tuple)) else [str(v)] for k, v in params.items()}

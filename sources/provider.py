@@ -18,8 +18,12 @@ SettingLookup = Callable[[str], Optional[str]]
 """Looks a provider setting up by key (`org_id`), as dlt resolves it; None when absent."""
 
 
-def _no_checks(lookup: SettingLookup) -> None:
-    return None
+def check_runtime(lookup: SettingLookup) -> None:
+    """The checks every provider shares: dlt's `[runtime]` request settings, which every API
+    client uses. A provider's own `check_settings` calls this too."""
+    from sources.http import retry_settings  # sources.http needs dlt; this module does not
+
+    retry_settings()
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,9 @@ class Provider:
     limits: ApiLimits = field(default_factory=ApiLimits)
     required_settings: Tuple[str, ...] = ("api_key",)
     """Setting keys without which the provider cannot run; `api_key` decides "configured"."""
-    check_settings: Callable[[SettingLookup], None] = _no_checks
-    """Raises `ProviderError` naming the setting whose form is wrong (before anything runs)."""
+    check_settings: Callable[[SettingLookup], None] = check_runtime
+    """Raises `ProviderError` naming the setting whose form is wrong (before anything runs);
+    `check_runtime` (the default) checks the request settings every provider shares."""
     simulator: str = ""
     """`module:Class` of the local stand-in of the API, imported only when asked for."""
     sql_dir: Optional[str] = None

@@ -12,7 +12,7 @@ from dlt.common.jsonpath import compile_path
 from sources import windows
 from sources.http import ProviderClient, ProviderError
 from sources.merge import row_key_hints
-from sources.provider import Provider
+from sources.provider import Provider, check_runtime
 from sources.adverity import helpers, settings
 
 Day = Union[str, dt.date, None]
@@ -104,8 +104,10 @@ def usage_resource(client: ProviderClient, first: dt.date, last: Optional[dt.dat
 
 
 def _check_settings(lookup) -> None:
+    """The auth scheme's form, then the checks every provider shares."""
     if lookup("auth_scheme") is not None:
         helpers.auth_header("", lookup("auth_scheme"))
+    check_runtime(lookup)
 
 
 PROVIDER = Provider(

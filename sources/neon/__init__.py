@@ -13,7 +13,7 @@ from dlt.common.jsonpath import compile_path
 from sources import windows
 from sources.http import ProviderClient, ProviderError, RateLimiter
 from sources.merge import row_key_hints
-from sources.provider import Provider
+from sources.provider import Provider, check_runtime
 from sources.neon import settings
 from sources.neon.helpers import (
     PROVIDER as NAME,
@@ -188,8 +188,10 @@ def _oldest_day() -> dt.date:
 
 
 def _check_settings(lookup) -> None:
+    """The org id's form, then the checks every provider shares."""
     if lookup("org_id") is not None:
         check_org_id(lookup("org_id"))
+    check_runtime(lookup)
 
 
 PROVIDER = Provider(
