@@ -1,4 +1,6 @@
-"""`python -m pipelines <command>`: the twin of every Make target."""
+"""`usage-elt <command>` (the console script) and `python -m pipelines <command>`: the twin of
+every Make target, and what schedulers call (their exit codes are the documented ones; `make`
+turns every failure into 2)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ def _setup_logging() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines", description="Usage metrics ELT")
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    prog = "usage-elt" if invoked == "usage-elt" else "python -m pipelines"
+    parser = argparse.ArgumentParser(prog=prog, description="Usage metrics ELT")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def with_destination(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:

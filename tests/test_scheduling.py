@@ -1,0 +1,95 @@
+"""What schedulers run: the console script's exit codes, and the README's cron line, run the way
+cron runs it (`sh -c`, from a fresh clone, with no `data/` folder yet)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines import config
+from tests.test_faults import FAST_RETRIES
+
+ROOT = Path(__file__).resolve().parent.parent
+USAGE_ELT = Path(sys.executable).with_name("usage-elt")
+
+
+def readme_cron_line() -> str:
+    """The command of the README's crontab line (after the five time fields)."""
+    block = re.search(r"```cron\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    entry = next(line for line in block.splitlines() if re.match(r"^[0-9*]", line))
+    return entry.split(None, 5)[5].replace("\\%", "%")  # cron's escaped % is a plain % to the shell
+
+
+@pytest.fixture
+def fresh_clone(tmp_path) -> Path:
+    """A clone of the committed project, with the environment `make` would create."""
+    clone = tmp_path / "usage-elt"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    (clone / ".venv").symlink_to(Path(sys.executable).parent.parent)
+    return clone
+
+
+@pytest.fixture
+def sims_env(monkeypatch, api_key):
+    from tests.providers import case
+
+    started = []
+    for provider in ("neon", "bronto"):
+        sim = case(provider).make_simulator(api_key=f"{api_key}-{provider}", seed=2).start()
+        started.append(sim)
+        for name, value in sim.source_env().items():
+            monkeypatch.setenv(name, value)
+    for name, value in FAST_RETRIES.items():
+        monkeypatch.setenv(name, value)
+    yield started
+    for sim in started:
+        sim.stop()
+
+
+def test_the_console_script_is_installed():
+    assert USAGE_ELT.exists(), "make installs the usage-elt console script into .venv"
+    done = subprocess.run([str(USAGE_ELT), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("usage: usage-elt")
+
+
+def test_usage_elt_exit_codes_tell_the_scheduler_what_happened(sims_env):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(USAGE_ELT), *args], capture_output=True, text=True, env=dict(os.environ), timeout=300)
+
+    assert run("nightly").returncode == config.EXIT_OK
+    neon, _ = sims_env
+    neon.stop()  # a provider down
+    down = run("nightly")
+    assert down.returncode == config.EXIT_FAILED and "FAILED neon: cannot reach" in down.stdout
+    neon.start()
+    bad = dict(os.environ, SOURCES__BRONTO__START_DATE="yesterday")
+    config_error = subprocess.run([str(USAGE_ELT), "nightly"], capture_output=True, text=True, env=bad)
+    assert config_error.returncode == config.EXIT_CONFIG and "SOURCES__BRONTO__START_DATE" in config_error.stderr
+    from pipelines.lock import warehouse_lock
+
+    with warehouse_lock(config.destination("duckdb"), "backfill", 0):  # another run holds the warehouse
+        busy = run("nightly")
+    assert busy.returncode == config.EXIT_LOCKED, busy.stdout + busy.stderr
+    assert "--wait" in busy.stderr
+
+
+def test_the_readme_cron_line_runs_from_a_fresh_clone(fresh_clone, sims_env, monkeypatch):
+    command = readme_cron_line().replace("cd /opt/usage-elt", f"cd {fresh_clone}")
+    assert not (fresh_clone / "data").exists()
+    neon, _ = sims_env
+    neon.stop()  # the night one provider is down
+    env = {name: value for name, value in os.environ.items() if name != "DESTINATION__DUCKDB__CREDENTIALS"}
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == config.EXIT_FAILED, done.stdout + done.stderr
+    assert done.stdout == "" and done.stderr == "", "everything goes to the log"
+    (log,) = list((fresh_clone / "data" / "logs").glob("nightly-*.log"))
+    text = log.read_text()
+    assert "FAILED neon: cannot reach" in text and "bronto     ok" in text
+    assert (fresh_clone / "data" / "warehouse.duckdb").exists()
+    shutil.rmtree(fresh_clone / "data")
