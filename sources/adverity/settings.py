@@ -33,10 +33,7 @@ FIRST_PAGE = 1
 READ_AHEAD_PAGES = 2
 """Pages asked for while the source handles the ones before (one request at a time still): the
 pages of a long range are the longest chain of requests of a nightly, and handling a page should
-not lengthen it."""
-
-MAX_CONCURRENT_REQUESTS = 1
-"""No rate limit is documented, but Adverity asks for one call at a time: requests are sequential."""
+not lengthen it. No rate limit is documented, but Adverity asks for one call at a time."""
 
 METRICS = ("unique_rows", "total_rows")
 UNATTRIBUTED = "unattributed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import dlt
 import pyarrow as pa
@@ -55,22 +55,26 @@ def bronto_source(
     """
     unknown = sorted(set(usage_types) - set(settings.USAGE_TYPES))
     if unknown:
-        raise ValueError(f"unknown Bronto usage_types {unknown}; use any of {', '.join(settings.USAGE_TYPES)}")
+        raise ProviderError(
+            helpers.PROVIDER,
+            f"{settings.USAGE_TYPES_SETTING} has unknown usage types {unknown}; use any of {', '.join(settings.USAGE_TYPES)}",
+        )
     first = windows.parse_day(start_date, "SOURCES__BRONTO__START_DATE") if start_date else windows.default_start_date()
     last = windows.parse_day(end_date, "end_date") if end_date else None
-    limiter = RateLimiter(settings.RATE_LIMIT, settings.RATE_PERIOD_S, burst=settings.RATE_BURST)
-
-    def client() -> ProviderClient:
-        # one client (one HTTP session) per concurrent request; all of them share the pace
-        return ProviderClient("bronto", base_url, {settings.API_KEY_HEADER: api_key},
-                              key_setting=settings.API_KEY_SETTING, rate_limiter=limiter)
-
+    # one client per load, shared by the usage types asked at the same time, and its pace with them
+    client = ProviderClient(
+        helpers.PROVIDER,
+        base_url,
+        {settings.API_KEY_HEADER: api_key},
+        key_setting=settings.API_KEY_SETTING,
+        rate_limiter=RateLimiter(settings.RATE_LIMIT, settings.RATE_PERIOD_S, burst=settings.RATE_BURST),
+    )
     return usage_resource(client, tuple(usage_types), first, last, lookback_days)
 
 
-def usage_resource(client: Callable[[], ProviderClient], usage_types: Sequence[str], first: dt.date,
+def usage_resource(client: ProviderClient, usage_types: Sequence[str], first: dt.date,
                    last: Optional[dt.date], lookback_days: int):
-    """The `usage_slices` resource bound to a client factory and date range (a fresh cursor)."""
+    """The `usage_slices` resource bound to one client and date range (a fresh cursor)."""
 
     @dlt.resource(
         name=settings.USAGE_TABLE,
@@ -97,19 +101,19 @@ def usage_resource(client: Callable[[], ProviderClient], usage_types: Sequence[s
 
         def fetch(usage_type: str) -> pa.Table:
             params = helpers.usage_params(usage_type, minutes)
-            body = client().get_json(settings.USAGE_PATH, params=params, window=window)
+            body = client.get_json(settings.USAGE_PATH, params=params, window=window)
             try:
                 rows = helpers.flatten_usage(
                     body, usage_type, minutes * helpers.MS_PER_MINUTE, params["num_of_slices"],
                     window.first, window.last, fetched_at=now,
                 )
             except helpers.BodyError as exc:
-                raise ProviderError("bronto", f"{usage_type} usage: {exc}", settings.USAGE_PATH, window) from None
+                raise ProviderError(helpers.PROVIDER, f"{usage_type} usage: {exc}", settings.USAGE_PATH, window) from None
             days = sorted({row["usage_date"] for row in rows})
             if not days or days[0] != window.first:
                 # a missing first day would never be read again once the cursor moved past it
                 raise ProviderError(
-                    "bronto", f"the {usage_type} slices answered do not cover {window.first} from midnight; "
+                    helpers.PROVIDER, f"the {usage_type} slices answered do not cover {window.first} from midnight; "
                     "is the server's clock ahead of ours?", settings.USAGE_PATH, window)
             if days[-1] != window.last:
                 # the server's "now" is behind ours: the next run reads the last day again
@@ -126,7 +130,7 @@ def usage_resource(client: Callable[[], ProviderClient], usage_types: Sequence[s
     return usage_slices
 
 
-def exact_days(client: Callable[[], ProviderClient], usage_types: Sequence[str], window: windows.Window,
+def exact_days(client: ProviderClient, usage_types: Sequence[str], window: windows.Window,
                now: dt.datetime) -> Iterator[pa.Table]:
     """A backfill's past days from /usage/organizations/logs: per usage type one request per
     LOGS_MAX_SLICES days, `from_ts`/`to_ts` on UTC midnights and one slice per day, the logs summed.
@@ -135,20 +139,20 @@ def exact_days(client: Callable[[], ProviderClient], usage_types: Sequence[str],
     (which also fails fast on a rejected key).
     """
     probe = helpers.usage_params(usage_types[0], 1)
-    body = client().get_json(settings.USAGE_PATH, params=probe, window=window)
+    body = client.get_json(settings.USAGE_PATH, params=probe, window=window)
     try:
         organization = helpers.organization_id(helpers.select_usage(body, usage_types[0]))
     except helpers.BodyError as exc:
-        raise ProviderError("bronto", f"{usage_types[0]} usage: {exc}", settings.USAGE_PATH, window) from None
+        raise ProviderError(helpers.PROVIDER, f"{usage_types[0]} usage: {exc}", settings.USAGE_PATH, window) from None
 
     def fetch(job) -> pa.Table:
         usage_type, piece = job
         params = helpers.logs_params(usage_type, piece.first, piece.last)
-        answer = client().get_json(settings.LOGS_USAGE_PATH, params=params, window=piece)
+        answer = client.get_json(settings.LOGS_USAGE_PATH, params=params, window=piece)
         try:
             rows = helpers.flatten_logs_usage(answer, organization, usage_type, piece.first, piece.last, now)
         except helpers.BodyError as exc:
-            raise ProviderError("bronto", f"{usage_type} usage: {exc}", settings.LOGS_USAGE_PATH, piece) from None
+            raise ProviderError(helpers.PROVIDER, f"{usage_type} usage: {exc}", settings.LOGS_USAGE_PATH, piece) from None
         return helpers.usage_table(rows)
 
     jobs = [(usage_type, piece) for piece in windows.split(window.first, window.last, settings.LOGS_MAX_SLICES)
@@ -158,7 +162,7 @@ def exact_days(client: Callable[[], ProviderClient], usage_types: Sequence[str],
 
 
 PROVIDER = Provider(
-    name="bronto",
+    name=helpers.PROVIDER,
     source=bronto_source,
     limits=settings.LIMITS,
     required_settings=settings.REQUIRED_SETTINGS,

@@ -18,8 +18,9 @@ import pyarrow as pa
 
 from sources import windows
 from sources.bronto import settings
-from sources.http import redact
+from sources.secrets import redact
 
+PROVIDER = "bronto"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 MS_PER_MINUTE = 60_000
 MS_PER_DAY = 86_400_000

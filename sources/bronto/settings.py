@@ -7,9 +7,10 @@ import pyarrow as pa
 from sources import windows
 
 DEFAULT_BASE_URL = "https://api.eu.bronto.io"
-US_BASE_URL = "https://api.us.bronto.io"
+"""The EU region's API host; the US region's is https://api.us.bronto.io."""
 
 API_KEY_SETTING = "SOURCES__BRONTO__API_KEY"
+USAGE_TYPES_SETTING = "SOURCES__BRONTO__USAGE_TYPES"
 REQUIRED_SETTINGS = ("api_key",)
 
 API_KEY_HEADER = "X-BRONTO-API-KEY"

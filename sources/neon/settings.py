@@ -50,28 +50,10 @@ LEGACY_METRICS = (
 )
 """Flat integer fields on each timeframe of the legacy account endpoint."""
 
-METRIC_UNITS = {
-    "compute_unit_seconds": "cu_seconds",
-    "root_branch_bytes_month": "byte_months",
-    "child_branch_bytes_month": "byte_months",
-    "instant_restore_bytes_month": "byte_months",
-    "public_network_transfer_bytes": "bytes",
-    "private_network_transfer_bytes": "bytes",
-    "extra_branches_month": "branch_months",
-    "snapshot_storage_bytes_month": "byte_months",
-    "active_time_seconds": "seconds",
-    "compute_time_seconds": "seconds",
-    "written_data_bytes": "bytes",
-    "synthetic_storage_size_bytes": "bytes",
-    "data_storage_bytes_hour": "byte_hours",
-}
-"""Units for the models. Neon has not published the `*_month` units: values stay raw integers."""
-
-API_RATE_PER_MINUTE = 30
-"""The consumption endpoints share a bucket of about 30 requests per minute per account."""
 CLIENT_RATE_PER_MINUTE = 25
 CLIENT_BURST = 10
-"""Our own bucket stays under the API's, so a long backfill waits instead of meeting 429s."""
+"""Our own bucket stays under the API's (the consumption endpoints share about 30 requests per
+minute per account), so a long backfill waits instead of meeting 429s."""
 
 LOGGER_NAME = "sources.neon"
 
