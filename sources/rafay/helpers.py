@@ -340,14 +340,19 @@ class UsageLevel:
     flatten: Callable[..., Tuple[List[Row], List[Row]]]
     key_fields: Tuple[str, ...]
     schema: pa.Schema
+    primary_key: List[str]
     parameter_schema: pa.Schema
     parameter_primary_key: List[str]
 
 
 INSTANCES = UsageLevel(flatten_instances, settings.INSTANCE_KEY_FIELDS, settings.INSTANCE_SCHEMA,
-                       settings.INSTANCE_PARAMETER_SCHEMA, settings.INSTANCE_PARAMETER_PRIMARY_KEY)
+                       settings.INSTANCE_PRIMARY_KEY, settings.INSTANCE_PARAMETER_SCHEMA,
+                       settings.INSTANCE_PARAMETER_PRIMARY_KEY)
 PROFILES = UsageLevel(flatten_profiles, settings.PROFILE_KEY_FIELDS, settings.PROFILE_SCHEMA,
-                      settings.PROFILE_PARAMETER_SCHEMA, settings.PROFILE_PARAMETER_PRIMARY_KEY)
+                      settings.PROFILE_PRIMARY_KEY, settings.PROFILE_PARAMETER_SCHEMA,
+                      settings.PROFILE_PARAMETER_PRIMARY_KEY)
+LEVELS = {"instance": INSTANCES, "profile": PROFILES}
+"""An endpoint's `level` (settings.ENDPOINTS) -> what its rows are."""
 
 
 # -- concurrency -------------------------------------------------------------------------------

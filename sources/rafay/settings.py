@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
 from sources import windows
@@ -114,6 +116,44 @@ MERGE_KEY = ["usage_date"]
 
 PARAMETERS_TABLE_SUFFIX = "_parameters"
 """`<resource>_parameters`: the sibling table holding each row's parameters."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One usage endpoint, loaded by the one resource definition into the table of its name."""
+
+    table_name: str
+    path: str
+    level: str
+    """`instance` or `profile`: the rows' identity, flattening and schemas (`helpers.LEVELS`)."""
+    page_size: int
+    doc: str
+    """The resource's docstring: what one row of its table is."""
+
+
+ENDPOINTS = (
+    Endpoint(
+        "compute_instance_usage", COMPUTE_INSTANCE_PATH, "instance", INSTANCE_PAGE_SIZE,
+        """Hours each compute instance ran per UTC day, with its sizes in
+        `compute_instance_usage_parameters` (keyed by day, instance and parameter).""",
+    ),
+    Endpoint(
+        "service_instance_usage", SERVICE_INSTANCE_PATH, "instance", INSTANCE_PAGE_SIZE,
+        """Hours each service instance ran per UTC day, with its sizes and quantities (e.g.
+        Storage) in `service_instance_usage_parameters`.""",
+    ),
+    Endpoint(
+        "compute_profile_usage", COMPUTE_PROFILE_PATH, "profile", PROFILE_PAGE_SIZE,
+        """Hours per compute profile, tenant org and UTC day (summed over its instances), with
+        parameters in `compute_profile_usage_parameters`.""",
+    ),
+    Endpoint(
+        "service_profile_usage", SERVICE_PROFILE_PATH, "profile", PROFILE_PAGE_SIZE,
+        """Hours per service profile, tenant org and UTC day (from `service_profile_path`), with
+        parameters in `service_profile_usage_parameters`.""",
+    ),
+)
+"""The four endpoints (compute and service, instance and profile), in the order they load."""
 
 LIMITS = windows.ApiLimits(max_window_days=MAX_WINDOW_DAYS)
 """What the API serves, as the day arithmetic of plans, refusals and chunks asks it."""
