@@ -599,3 +599,11 @@ def test_a_per_log_answer_with_a_figure_that_is_not_finite_fails_and_loads_nothi
     result = load_provider("bronto", "duckdb", start_date=first, end_date=last)
     assert fault.served == 1
     assert_failed_on(result, settings.LOGS_USAGE_PATH, f"groups_series[].timeseries[].{field}", first)
+
+
+def test_an_unknown_usage_type_is_a_provider_error_naming_the_setting():
+    from sources.bronto import bronto_source
+    from sources.http import ProviderError
+
+    with pytest.raises(ProviderError, match="SOURCES__BRONTO__USAGE_TYPES has unknown usage types \\['egress'\\]"):
+        bronto_source(api_key="bronto-key", usage_types=["ingestion", "egress"])

@@ -84,3 +84,29 @@ def test_each_body_is_decoded_once(sim, monkeypatch):
     monkeypatch.setattr(requests.models.complexjson, "loads", counting)
     assert sum(1 for _ in pages(sim, read_ahead=0)) == len(sim.requests) > 1
     assert len(decoded) == len(sim.requests)  # not once for the items and again for the count
+
+
+def test_the_request_settings_are_dlts_runtime_configuration_with_the_projects_defaults(monkeypatch):
+    """`[runtime]` in .dlt/config.toml holds the project's defaults; RUNTIME__* overrides them."""
+    from sources.http import retry_settings
+
+    for key in ("REQUEST_TIMEOUT", "REQUEST_MAX_ATTEMPTS", "REQUEST_BACKOFF_FACTOR", "REQUEST_MAX_RETRY_DELAY"):
+        monkeypatch.delenv(f"RUNTIME__{key}", raising=False)
+    defaults = retry_settings()
+    assert (defaults.request_timeout, defaults.request_max_attempts) == (30, 5)
+    assert (defaults.request_backoff_factor, defaults.request_max_retry_delay) == (0.5, 60)
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
+    assert retry_settings().request_max_attempts == 2
+
+
+@pytest.mark.parametrize("key, value", [
+    ("REQUEST_MAX_ATTEMPTS", "zero"), ("REQUEST_MAX_ATTEMPTS", "0"), ("REQUEST_TIMEOUT", "0"),
+    ("REQUEST_BACKOFF_FACTOR", "-1"), ("REQUEST_MAX_RETRY_DELAY", ""),
+])
+def test_a_bad_request_setting_is_one_provider_error_naming_it(monkeypatch, key, value):
+    from sources.http import retry_settings
+
+    monkeypatch.setenv(f"RUNTIME__{key}", value)
+    with pytest.raises(ProviderError) as raised:
+        retry_settings("neon")
+    assert str(raised.value) == f"neon: RUNTIME__{key}={value!r} must be a positive number"
