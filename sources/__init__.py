@@ -3,8 +3,9 @@
 Each `sources/<provider>/__init__.py` exports `PROVIDER`, its `sources.provider.Provider`
 value; `PACKAGES` below is the only list of them. The CLI, nightly, backfill, bench and the
 test suite iterate `providers()`. Shared pieces live beside them: `windows` decides UTC days,
-request windows and API limits, `http` builds the API clients and turns HTTP failures into
-one-line errors.
+request windows and API limits, `http` builds the API clients (retries and timeouts from dlt's
+`[runtime]` settings) and turns HTTP failures into one-line errors, `secrets` masks every
+credential of the process in them.
 """
 
 from __future__ import annotations
