@@ -41,7 +41,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 
 # the secret registry lives in sources.secrets; re-exported, as callers import them from here
-from sources.secrets import REDACTED, redact, register_secret  # noqa: F401
+from sources.secrets import redact, register_secret  # noqa: F401
 
 
 REQUESTS_SENT: Counter = Counter()
