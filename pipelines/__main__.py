@@ -74,7 +74,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from pipelines.backfill import plan, run_backfill
     from pipelines.lock import warehouse_lock
-    from pipelines.nightly import RunReport
+    from pipelines.runs import RunReport
 
     providers, first, last = plan(args.provider, args.start, args.end)
     dest = config.destination(args.destination)

@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import List, Optional, Sequence
 
-from pipelines import config, models
+from pipelines import config
 from pipelines.load import LoadResult, load_provider
 from sources import windows
 

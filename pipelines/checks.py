@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
-from pipelines import completeness, config, models
+from pipelines import completeness, config, models, warehouse
 from pipelines.config import Destination
 
 
@@ -17,8 +17,8 @@ def run_checks(dest: Destination, providers: Sequence[str]) -> List[str]:
     """
     accounts = {provider: config.check_provider(provider).start_date for provider in providers}
     oldest = {provider: config.oldest_servable_day(provider) for provider in providers}
-    with models._sql_client(dest) as client:
-        if f"{models.SCHEMA}.fct_daily_usage" not in models.existing_tables(client):
+    with warehouse.sql_client(dest) as client:
+        if f"{models.SCHEMA}.fct_daily_usage" not in warehouse.existing_tables(client):
             return ["analytics.fct_daily_usage does not exist yet; run `make nightly` or `make models`"]
         missing = completeness.refresh(client, accounts)
     never = [f"completeness: {a.provider} has never been loaded into this warehouse; run `make nightly`"

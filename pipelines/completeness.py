@@ -19,7 +19,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
-from pipelines import models
+from pipelines import models, warehouse
 from pipelines.config import DEFAULT_ACCOUNT, dataset_of, env_name, label_of, split_label
 from sources import windows
 
@@ -88,21 +88,21 @@ def _literal(value: object) -> str:
         return f"date '{value.isoformat()}'"
     if isinstance(value, (int, float)):
         return str(value)
-    return models._text(str(value))
+    return warehouse.text(str(value))
 
 
 def ensure_tables(client, providers: Sequence[str]) -> None:
     """Create the tables; a warehouse loaded before coverage was recorded gets its coverage
     from the days its raw tables hold, so an upgrade does not read all of history again."""
     client.execute_sql(f"create schema if not exists {models.SCHEMA}")
-    tables = models.existing_tables(client)
+    tables = warehouse.existing_tables(client)
     if COVERAGE not in tables:
         client.execute_sql(CREATE_COVERAGE)
         seeded: Dict[tuple, tuple] = {}
         for provider in providers:
             for table in models.dataset_tables(client, f"raw_{provider}", tables):
                 for day, load_id in client.execute_sql(f"select usage_date, max(_dlt_load_id) from {table} group by usage_date"):
-                    key = (provider, DEFAULT_ACCOUNT, models._as_date(day))
+                    key = (provider, DEFAULT_ACCOUNT, warehouse.as_date(day))
                     seeded[key] = (*key, True, load_id, None, _now())
         _insert(client, COVERAGE, COVERAGE_COLUMNS, seeded.values())
     client.execute_sql(CREATE_COMPLETENESS)
@@ -130,14 +130,14 @@ def covered_days(client, provider: str, account_id: str = DEFAULT_ACCOUNT) -> Di
         f"select usage_date, had_rows, load_id, run_id from {COVERAGE} "
         f"where provider = {_literal(provider)} and account_id = {_literal(account_id)}"
     )
-    return {models._as_date(day): (bool(had_rows), load_id, run_id) for day, had_rows, load_id, run_id in rows}
+    return {warehouse.as_date(day): (bool(had_rows), load_id, run_id) for day, had_rows, load_id, run_id in rows}
 
 
 def raw_days(client, dataset: str, tables: set) -> set:
     """The days the raw tables of one dataset (one provider account's) hold rows for."""
     found: set = set()
     for table in models.dataset_tables(client, dataset, tables):
-        found.update(models._as_date(day) for (day,) in client.execute_sql(f"select distinct usage_date from {table}"))
+        found.update(warehouse.as_date(day) for (day,) in client.execute_sql(f"select distinct usage_date from {table}"))
     return found
 
 
@@ -155,7 +155,7 @@ def missing_raw_days(client, label: str, configured_start: Optional[dt.date],
     yesterday = yesterday or windows.last_complete_day()
     if start is None or start > yesterday:
         return []
-    in_raw = raw_days(client, dataset_of(label), models.existing_tables(client))
+    in_raw = raw_days(client, dataset_of(label), warehouse.existing_tables(client))
     return [day for day in windows.days(start, yesterday) if _is_missing_raw(day, covered, in_raw)]
 
 
@@ -164,7 +164,7 @@ def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Option
     START_DATE or None}) and return each account's missing days."""
     yesterday = yesterday or windows.last_complete_day()
     ensure_tables(client, sorted({split_label(label)[0] for label in accounts}))
-    tables = models.existing_tables(client)
+    tables = warehouse.existing_tables(client)
     fact_table = f"{models.SCHEMA}.fct_daily_usage"
     out: List[AccountDays] = []
     rows_out = []
@@ -183,7 +183,7 @@ def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Option
         fact_rows: Dict[dt.date, int] = {}
         if fact_table in tables:
             fact_rows = {
-                models._as_date(day): int(n)
+                warehouse.as_date(day): int(n)
                 for day, n in client.execute_sql(
                     f"select usage_date, count(*) from {fact_table} where provider = {_literal(provider)} "
                     f"and usage_date between {_literal(account.start)} and {_literal(yesterday)} group by usage_date"

@@ -6,7 +6,6 @@ import os
 import secrets
 from pathlib import Path
 
-from pipelines import config
 
 DEMO_DIR = Path("data/demo")
 DEMO_WAREHOUSE = DEMO_DIR / "warehouse.duckdb"

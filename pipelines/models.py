@@ -29,12 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import dlt
-
 from pipelines.config import Destination
+from pipelines.warehouse import SCHEMA, as_date as _as_date, day as _day, existing_tables, sql_client as _sql_client, text as _text
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-SCHEMA = "analytics"
 FACT_COLUMNS = (
     "usage_date", "provider", "account_id", "account_name", "resource_type",
     "resource_id", "resource_name", "metric", "quantity", "unit",
@@ -179,25 +177,6 @@ create table if not exists {MODEL_LOADS} (
 """
 
 
-def _sql_client(dest: Destination):
-    pipeline = dlt.pipeline(pipeline_name=f"usage_models_{dest.name}", pipelines_dir=dest.pipelines_dir,
-                            destination=dest.dlt_destination(), dataset_name=SCHEMA)
-    return pipeline.sql_client()
-
-
-def _day(value: dt.date) -> str:
-    return f"date '{value.isoformat()}'"
-
-
-def _text(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def existing_tables(client) -> set:
-    rows = client.execute_sql("select table_schema, table_name from information_schema.tables")
-    return {f"{schema}.{name}" for schema, name in rows}
-
-
 def providers_of(models: Sequence[Model]) -> List[str]:
     """The providers whose raw datasets (`raw_<provider>`) the models read."""
     return sorted({provider for model in models for provider in model.providers})
@@ -334,10 +313,6 @@ def pending_days(client, provider: str, tables: Optional[set] = None) -> Tuple[L
             _as_date(day) for (day,) in client.execute_sql(f"select distinct usage_date from {table} where _dlt_load_id in ({listed})")
         )
     return loads, sorted(days)
-
-
-def _as_date(value) -> dt.date:
-    return value.date() if isinstance(value, dt.datetime) else value
 
 
 def _mark_modelled(client, provider: str, loads: Sequence[str]) -> None:

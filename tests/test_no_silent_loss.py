@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Dict, Optional, Sequence
 
 import pytest
 
-from pipelines import checks, completeness, config, models
+from pipelines import checks, config, models
 from pipelines.nightly import run_nightly
 from simulators.base import FOREVER, Fault, Simulator
 from sources import windows

@@ -25,7 +25,6 @@ import pytest
 from pipelines import config
 from pipelines.__main__ import main
 from simulators.base import FOREVER, Fault, Simulator
-from sources import windows
 from tests.conftest import assert_facts_equal, facts, query
 from tests.providers import case, truth_rows
 from tests.test_faults_cli import CRASH_HARNESS, night

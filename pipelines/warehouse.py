@@ -1,0 +1,52 @@
+"""Connections to the warehouse, for everything that reads or writes it with SQL.
+
+One dlt SQL client factory per warehouse and process (dlt's own connection handling, with the
+destination's credentials and dialect), instead of a throwaway pipeline per connection; and
+the few helpers that write SQL literals the same way on DuckDB and Postgres.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Dict
+
+import dlt
+
+from pipelines.config import Destination
+
+SCHEMA = "analytics"
+_CLIENTS: Dict[Destination, dlt.Pipeline] = {}
+_LOCK = threading.Lock()
+
+
+def sql_client(dest: Destination):
+    """A new connection to the warehouse (a context manager), its default schema `analytics`."""
+    with _LOCK:
+        pipeline = _CLIENTS.get(dest)
+        if pipeline is None:
+            pipeline = dlt.pipeline(pipeline_name=f"usage_models_{dest.name}", pipelines_dir=dest.pipelines_dir,
+                                    destination=dest.dlt_destination(), dataset_name=SCHEMA)
+            _CLIENTS[dest] = pipeline
+    return pipeline.sql_client()
+
+
+def existing_tables(client) -> set:
+    """`schema.table` of every table and view the connection sees."""
+    rows = client.execute_sql("select table_schema, table_name from information_schema.tables")
+    return {f"{schema}.{name}" for schema, name in rows}
+
+
+def text(value: object) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def day(value: dt.date) -> str:
+    """A SQL date literal."""
+    return f"date '{value.isoformat()}'"
+
+
+def as_date(value) -> dt.date:
+    """A date as the driver returned it (DuckDB and psycopg2 agree, a timestamp does not)."""
+    return value.date() if isinstance(value, dt.datetime) else value
