@@ -9,26 +9,32 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Dict
+from typing import Any, Dict, Tuple
 
 import dlt
 
 from pipelines.config import Destination
 
 SCHEMA = "analytics"
-_CLIENTS: Dict[Destination, dlt.Pipeline] = {}
+_CLIENTS: Dict[Tuple[Destination, int], Any] = {}
 _LOCK = threading.Lock()
 
 
 def sql_client(dest: Destination):
-    """A new connection to the warehouse (a context manager), its default schema `analytics`."""
+    """A connection to the warehouse (a context manager: it connects on entering and closes on
+    leaving), its default schema `analytics`.
+
+    dlt resolves a destination's configuration whenever it makes a client (about 50 ms), so
+    the client is made once per warehouse and thread, and connects again on each use.
+    """
+    key = (dest, threading.get_ident())
     with _LOCK:
-        pipeline = _CLIENTS.get(dest)
-        if pipeline is None:
+        client = _CLIENTS.get(key)
+        if client is None:
             pipeline = dlt.pipeline(pipeline_name=f"usage_models_{dest.name}", pipelines_dir=dest.pipelines_dir,
                                     destination=dest.dlt_destination(), dataset_name=SCHEMA)
-            _CLIENTS[dest] = pipeline
-    return pipeline.sql_client()
+            client = _CLIENTS[key] = pipeline.sql_client()
+    return client
 
 
 def existing_tables(client) -> set:
