@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
-from pipelines import completeness, config, models, warehouse
+from pipelines import completeness, models, warehouse
 from pipelines.config import Destination
 
 
@@ -15,8 +15,7 @@ def run_checks(dest: Destination, providers: Sequence[str]) -> List[str]:
     account since its start through yesterday was read from the API and built into the facts.
     Then every model test over the whole of each table.
     """
-    accounts = {provider: config.check_provider(provider).start_date for provider in providers}
-    oldest = {provider: config.oldest_servable_day(provider) for provider in providers}
+    accounts, oldest = completeness.expectations(providers)
     with warehouse.sql_client(dest) as client:
         if f"{models.SCHEMA}.fct_daily_usage" not in warehouse.existing_tables(client):
             return ["analytics.fct_daily_usage does not exist yet; run `make nightly` or `make models`"]

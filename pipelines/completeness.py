@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from pipelines import models, warehouse
-from pipelines.config import DEFAULT_ACCOUNT, dataset_of, env_name, label_of, split_label
+from pipelines.config import DEFAULT_ACCOUNT, check_provider, dataset_of, env_name, label_of, oldest_servable_day, split_label
 from sources import windows
 
 COVERAGE = f"{models.SCHEMA}.load_coverage"
@@ -50,7 +50,6 @@ create table if not exists {COMPLETENESS} (
 )
 """
 COVERAGE_COLUMNS = ("provider", "account_id", "usage_date", "had_rows", "load_id", "run_id", "recorded_at")
-INSERT_BATCH = 500
 
 
 @dataclass
@@ -60,35 +59,9 @@ class AccountDays:
     provider: str
     account_id: str = DEFAULT_ACCOUNT
     start: Optional[dt.date] = None
-    end: Optional[dt.date] = None
+    """The first expected day; None when nothing is expected yet (never loaded)."""
     missing_raw: List[dt.date] = field(default_factory=list)
     missing_facts: List[dt.date] = field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing_raw and not self.missing_facts
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
-
-
-def _insert(client, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Rows as multi-row inserts of literals (one statement per batch, fast on both engines)."""
-    rows = list(rows)
-    for start in range(0, len(rows), INSERT_BATCH):
-        values = ", ".join("(" + ", ".join(_literal(v) for v in row) + ")" for row in rows[start:start + INSERT_BATCH])
-        client.execute_sql(f"insert into {table} ({', '.join(columns)}) values {values}")
-
-
-def _literal(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return f"date '{value.isoformat()}'"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return warehouse.text(str(value))
 
 
 def ensure_tables(client, providers: Sequence[str]) -> None:
@@ -100,11 +73,11 @@ def ensure_tables(client, providers: Sequence[str]) -> None:
         client.execute_sql(CREATE_COVERAGE)
         seeded: Dict[tuple, tuple] = {}
         for provider in providers:
-            for table in models.dataset_tables(client, f"raw_{provider}", tables):
+            for table in models.dataset_tables(client, dataset_of(provider), tables):
                 for day, load_id in client.execute_sql(f"select usage_date, max(_dlt_load_id) from {table} group by usage_date"):
                     key = (provider, DEFAULT_ACCOUNT, warehouse.as_date(day))
-                    seeded[key] = (*key, True, load_id, None, _now())
-        _insert(client, COVERAGE, COVERAGE_COLUMNS, seeded.values())
+                    seeded[key] = (*key, True, load_id, None, warehouse.utc_now())
+        warehouse.insert_rows(client, COVERAGE, COVERAGE_COLUMNS, seeded.values())
     client.execute_sql(CREATE_COMPLETENESS)
 
 
@@ -118,17 +91,17 @@ def record_coverage(client, provider: str, days: Iterable[dt.date], with_rows: I
         return
     for window in windows.ranges(days):
         client.execute_sql(
-            f"delete from {COVERAGE} where provider = {_literal(provider)} and account_id = {_literal(account_id)} "
-            f"and usage_date between {_literal(window.first)} and {_literal(window.last)}"
+            f"delete from {COVERAGE} where provider = {warehouse.literal(provider)} and account_id = {warehouse.literal(account_id)} "
+            f"and usage_date between {warehouse.literal(window.first)} and {warehouse.literal(window.last)}"
         )
-    _insert(client, COVERAGE, COVERAGE_COLUMNS, [(provider, account_id, day, day in with_rows, load_id, run_id, _now()) for day in days])
+    warehouse.insert_rows(client, COVERAGE, COVERAGE_COLUMNS, [(provider, account_id, day, day in with_rows, load_id, run_id, warehouse.utc_now()) for day in days])
 
 
 def covered_days(client, provider: str, account_id: str = DEFAULT_ACCOUNT) -> Dict[dt.date, tuple]:
     """{day: (had_rows, load_id, run_id)} of every day a successful load read."""
     rows = client.execute_sql(
         f"select usage_date, had_rows, load_id, run_id from {COVERAGE} "
-        f"where provider = {_literal(provider)} and account_id = {_literal(account_id)}"
+        f"where provider = {warehouse.literal(provider)} and account_id = {warehouse.literal(account_id)}"
     )
     return {warehouse.as_date(day): (bool(had_rows), load_id, run_id) for day, had_rows, load_id, run_id in rows}
 
@@ -146,16 +119,25 @@ def _is_missing_raw(day: dt.date, covered: Dict[dt.date, tuple], in_raw: set) ->
     return day not in covered or (covered[day][0] and day not in in_raw)
 
 
-def missing_raw_days(client, label: str, configured_start: Optional[dt.date],
-                     yesterday: Optional[dt.date] = None) -> List[dt.date]:
-    """Expected days of the account that the raw tables lack."""
+def _account_days(client, label: str, configured_start: Optional[dt.date], yesterday: dt.date,
+                  tables: set) -> Tuple[Optional[dt.date], Dict[dt.date, tuple], set]:
+    """(the account's first expected day, its covered days, the days its raw tables hold): the
+    start is its START_DATE, else the first day ever read; None when nothing is expected yet."""
     provider, account_id = split_label(label)
     covered = covered_days(client, provider, account_id)
     start = configured_start or (min(covered) if covered else None)
-    yesterday = yesterday or windows.last_complete_day()
     if start is None or start > yesterday:
+        return None, covered, set()
+    return start, covered, raw_days(client, dataset_of(label), tables)
+
+
+def missing_raw_days(client, label: str, configured_start: Optional[dt.date],
+                     yesterday: Optional[dt.date] = None) -> List[dt.date]:
+    """Expected days of the account that the raw tables lack."""
+    yesterday = yesterday or windows.last_complete_day()
+    start, covered, in_raw = _account_days(client, label, configured_start, yesterday, warehouse.existing_tables(client))
+    if start is None:
         return []
-    in_raw = raw_days(client, dataset_of(label), warehouse.existing_tables(client))
     return [day for day in windows.days(start, yesterday) if _is_missing_raw(day, covered, in_raw)]
 
 
@@ -171,22 +153,19 @@ def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Option
     for label, configured_start in accounts.items():
         provider, account_id = split_label(label)
         account = AccountDays(provider, account_id)
-        covered = covered_days(client, provider, account_id)
-        account.start = configured_start or (min(covered) if covered else None)
-        account.end = yesterday
+        account.start, covered, in_raw = _account_days(client, label, configured_start, yesterday, tables)
         out.append(account)
-        if account.start is None or account.start > yesterday:
+        if account.start is None:
             continue
         _, pending = models.pending_days(client, provider, tables)
         pending_set = set(pending)
-        in_raw = raw_days(client, dataset_of(label), tables)
         fact_rows: Dict[dt.date, int] = {}
         if fact_table in tables:
             fact_rows = {
                 warehouse.as_date(day): int(n)
                 for day, n in client.execute_sql(
-                    f"select usage_date, count(*) from {fact_table} where provider = {_literal(provider)} "
-                    f"and usage_date between {_literal(account.start)} and {_literal(yesterday)} group by usage_date"
+                    f"select usage_date, count(*) from {fact_table} where provider = {warehouse.literal(provider)} "
+                    f"and usage_date between {warehouse.literal(account.start)} and {warehouse.literal(yesterday)} group by usage_date"
                 )
             }
         for day in windows.days(account.start, yesterday):
@@ -203,11 +182,18 @@ def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Option
             rows_out.append((day, provider, account.account_id, status, missing_from, fact_rows.get(day, 0), load_id, run_id))
     with client.begin_transaction():
         if accounts:
-            listed = ", ".join(_literal(split_label(label)[0]) for label in accounts)
+            listed = ", ".join(warehouse.literal(split_label(label)[0]) for label in accounts)
             client.execute_sql(f"delete from {COMPLETENESS} where provider in ({listed})")
-        _insert(client, COMPLETENESS,
+        warehouse.insert_rows(client, COMPLETENESS,
                 ("usage_date", "provider", "account_id", "status", "missing_from", "row_count", "load_id", "run_id"), rows_out)
     return out
+
+
+def expectations(labels: Sequence[str]) -> Tuple[Dict[str, Optional[dt.date]], Dict[str, Optional[dt.date]]]:
+    """For these account labels: ({label: its START_DATE or None}, {label: the oldest day its API
+    still serves or None}), what `refresh`, `holes_to_repair` and `problems` are asked with."""
+    starts = {label: check_provider(label).start_date for label in labels}
+    return starts, {label: oldest_servable_day(label) for label in labels}
 
 
 def problems(accounts: Sequence[AccountDays], oldest_servable: Mapping[str, Optional[dt.date]]) -> List[str]:

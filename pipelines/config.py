@@ -7,6 +7,7 @@ Every mistake becomes a `ConfigError`: one line naming the setting and the fix.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import os
 import re
@@ -86,15 +87,19 @@ def source_function(label: str):
 
 def _secret_keys(provider: str) -> Tuple[str, ...]:
     """The source's arguments that dlt resolves as secrets (env and secrets.toml only)."""
+    return _secret_arguments(sources.get(provider).source)
+
+
+@functools.lru_cache(maxsize=None)
+def _secret_arguments(source) -> Tuple[str, ...]:
     from dlt.common.configuration.inject import get_fun_spec
     from dlt.common.configuration.specs.base_configuration import is_secret_hint
 
-    source = sources.get(provider).source
     spec = getattr(source, "spec", None) or get_fun_spec(getattr(source, "_f", source))
     return tuple(name for name, hint in spec.get_resolvable_fields().items() if is_secret_hint(hint))
 
 
-def _lookup(label: str, key: str) -> Optional[str]:
+def lookup(label: str, key: str) -> Optional[str]:
     """A setting from env or the toml files as the account's source resolves it: the
     account's own section first, then the provider's; a secret (the API key) only where dlt
     reads secrets (env, secrets.toml), the rest from secrets and config alike."""
@@ -113,7 +118,7 @@ def _lookup(label: str, key: str) -> Optional[str]:
 
 def accounts(provider: str) -> List[str]:
     """The provider's accounts: SOURCES__<PROVIDER>__ACCOUNTS (a comma list), else its one."""
-    text = _lookup(provider, "accounts")
+    text = lookup(provider, "accounts")
     if text is None or not text.strip():
         return [DEFAULT_ACCOUNT]
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
@@ -148,14 +153,13 @@ def missing_settings(label: str) -> List[str]:
     """Env var names of the required settings that are absent or empty (the account's own
     names for an account of several)."""
     required = provider_of(label).required_settings
-    return [env_name(label, key) for key in required if not (_lookup(label, key) or "").strip()]
+    return [env_name(label, key) for key in required if not (lookup(label, key) or "").strip()]
 
 
 def is_configured(label: str) -> bool:
     """Configured means its API key is present (CONTRACT: credentials decide); the accounts
     listed in SOURCES__<PROVIDER>__ACCOUNTS are configured by that list."""
-    provider, account = split_label(label)
-    return account != DEFAULT_ACCOUNT or _lookup(label, "api_key") is not None
+    return split_label(label)[1] != DEFAULT_ACCOUNT or lookup(label, "api_key") is not None
 
 
 def parse_providers(text: Optional[str]) -> List[str]:
@@ -187,14 +191,14 @@ def check_provider(provider: str, now: Optional[dt.datetime] = None) -> Provider
     missing = missing_settings(provider)
     if missing:
         raise ConfigError(f"{provider}: {missing[0]} is missing or empty; set it in the environment or .dlt/secrets.toml")
-    base_url = _lookup(provider, "base_url")
+    base_url = lookup(provider, "base_url")
     if base_url is not None:
         parts = urlsplit(base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
                 f"{provider}: {env_name(provider, 'base_url')}={base_url!r} is not a URL; use e.g. https://host.example.com"
             )
-    start_text = _lookup(provider, "start_date")
+    start_text = lookup(provider, "start_date")
     start_date = None
     if start_text:
         try:
@@ -207,7 +211,7 @@ def check_provider(provider: str, now: Optional[dt.datetime] = None) -> Provider
                 f"use {windows.last_complete_day(now).isoformat()} or earlier"
             )
     _check_source_settings(provider)
-    lookback_text = _lookup(provider, "lookback_days")
+    lookback_text = lookup(provider, "lookback_days")
     lookback = DEFAULT_LOOKBACK_DAYS
     if lookback_text is not None:
         if not lookback_text.strip().isdigit():
@@ -227,7 +231,7 @@ def _check_source_settings(provider: str) -> None:
     from sources.http import ProviderError
 
     try:
-        provider_of(provider).check_settings(lambda key: _lookup(provider, key))
+        provider_of(provider).check_settings(lambda key: lookup(provider, key))
     except ProviderError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -27,6 +27,7 @@ from pipelines.config import (
     dataset_of,
     check_provider,
     destination as resolve_destination,
+    lookup,
     oldest_servable_day,
     postgres_url,
     source_function,
@@ -41,7 +42,7 @@ log = logging.getLogger("pipelines")
 @dataclass
 class LoadResult:
     provider: str
-    status: str = "ok"  # ok | failed | interrupted
+    status: str = "ok"  # ok | failed
     rows: int = 0
     days: Set[dt.date] = field(default_factory=set)
     """Days that had rows in what was loaded."""
@@ -157,9 +158,8 @@ def _whole_pipeline(provider: str, dest: Destination) -> dlt.Pipeline:
 
     A run killed while it dropped the local state (see `_state_of_warehouse`) or while dlt
     created its storage folders leaves the folder half made: dlt then fails on the missing
-    folders every night. Such a folder
-    holds nothing the warehouse lacks (the state is dropped only with no package pending), so
-    it is removed and the state restored from the warehouse.
+    folders every night. Such a folder holds nothing the warehouse lacks (the state is dropped
+    only with no package pending), so it is removed and the state restored from the warehouse.
     """
     pipeline = pipeline_for(provider, dest)
     working_dir = pipeline.working_dir
@@ -224,14 +224,17 @@ def nightly_start(provider: str, pipeline: dlt.Pipeline, configured_start: Optio
 
 
 def _note_loaded(pipeline: dlt.Pipeline, load_ids: Sequence[str], result: LoadResult) -> None:
-    """Record the loaded packages: their ids, and the days their windows read from the API
-    (for a provider with several resources, the days every resource read)."""
+    """Record the loaded packages from their own state (written while extracting, so also for
+    a package a later run finished): their ids, the days they hold rows for, and the days their
+    windows read from the API (for a provider with several resources, the days every resource
+    read)."""
     for load_id in load_ids:
         result.load_ids.append(load_id)
         try:
             state = pipeline.get_load_package_state(load_id)
-        except Exception:  # noqa: BLE001 - a package without state read no window
+        except Exception:  # noqa: BLE001 - a package without state holds no days
             continue
+        result.days.update(dt.date.fromisoformat(day) for day in state.get(PACKAGE_DAYS_KEY, ()))
         noted = state.get(windows.WINDOWS_KEY) or {}
         per_resource = [
             {day for first, last in spans for day in windows.days(dt.date.fromisoformat(first), dt.date.fromisoformat(last))}
@@ -255,8 +258,9 @@ def _complete_pending(pipeline: dlt.Pipeline, result: LoadResult) -> None:
 
     A package cut while its jobs were running is aborted instead: a job whose SQL had committed
     just before the cut would run again and, merged by day without deduplicating on a row key,
-    load its rows twice. dlt then restores the cursor the package started from, so the source reads its days
-    again, and merging by day replaces whatever part of them had been loaded.
+    load its rows twice. The cursor comes from the warehouse's state, so the source reads the
+    package's days again (the completeness check reads again any that state had passed), and
+    merging by day replaces whatever part of them had been loaded.
     """
     pending = list(pipeline.list_extracted_load_packages()) + list(pipeline.list_normalized_load_packages())
     cut = [load_id for load_id in pipeline.list_normalized_load_packages() if _may_run_a_job_twice(pipeline, load_id)]
@@ -274,12 +278,6 @@ def _complete_pending(pipeline: dlt.Pipeline, result: LoadResult) -> None:
         return
     info.raise_on_failed_jobs()
     _note_loaded(pipeline, info.loads_ids, result)
-    for load_id in info.loads_ids:
-        try:
-            state = pipeline.get_load_package_state(load_id)
-        except Exception:  # noqa: BLE001 - a package without state holds no usage days
-            continue
-        result.days.update(dt.date.fromisoformat(day) for day in state.get(PACKAGE_DAYS_KEY, ()))
     normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     if normalized is not None:
         result.rows += sum(n for table, n in normalized.row_counts.items() if not table.startswith("_dlt"))
@@ -364,9 +362,9 @@ def describe_failure(provider: str, exc: BaseException) -> str:
 
 
 def _secrets(provider: str) -> List[str]:
-    """The values an error line must never show: the account's key, the warehouse password."""
-    name, account = split_label(provider)
-    values = [str(dlt.secrets.get(f"sources.{name}.api_key") or ""), str(dlt.secrets.get(f"sources.{name}.{account}.api_key") or "")]
+    """The values an error line must never show: the account's key (as its source resolves
+    it) and the provider level's, the warehouse password."""
+    values = [lookup(provider, "api_key") or "", lookup(split_label(provider)[0], "api_key") or ""]
     try:
         values.append(urlsplit(postgres_url()).password or "")
     except ValueError:

@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from pipelines.config import Destination
-from pipelines.warehouse import SCHEMA, as_date as _as_date, day as _day, existing_tables, sql_client as _sql_client, text as _text
+from pipelines.warehouse import (
+    SCHEMA,
+    as_date as _as_date,
+    day as _day,
+    existing_tables,
+    insert_rows,
+    sql_client as _sql_client,
+    text as _text,
+    utc_now,
+)
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 FACT_COLUMNS = (
@@ -316,10 +325,8 @@ def pending_days(client, provider: str, tables: Optional[set] = None) -> Tuple[L
 
 
 def _mark_modelled(client, provider: str, loads: Sequence[str]) -> None:
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
-    for start in range(0, len(loads), 500):
-        values = ", ".join(f"({_text(provider)}, {_text(load_id)}, timestamp '{now}')" for load_id in loads[start:start + 500])
-        client.execute_sql(f"insert into {MODEL_LOADS} (provider, load_id, built_at) values {values}")
+    now = utc_now()
+    insert_rows(client, MODEL_LOADS, ("provider", "load_id", "built_at"), [(provider, load_id, now) for load_id in loads])
 
 
 def _build_view(client, model: Model, tables: set, report: BuildReport) -> None:
@@ -389,10 +396,9 @@ def _spans(client, provider: str, start: Optional[dt.date], end: Optional[dt.dat
     `BUILD_SPAN_DAYS`."""
     from sources import windows
 
-    tables = existing_tables(client)
     if start is None or end is None:
         bounds = [client.execute_sql(f"select min(usage_date), max(usage_date) from {table}")[0]
-                  for table in _raw_tables(client, provider, tables)]
+                  for table in _raw_tables(client, provider, existing_tables(client))]
         firsts = [_as_date(first) for first, _ in bounds if first is not None]
         lasts = [_as_date(last) for _, last in bounds if last is not None]
         if not firsts:

@@ -40,7 +40,7 @@ def new_run_id() -> str:
 
 def record(dest: Destination, run_id: str, command: str, started_at: dt.datetime, results: Sequence) -> None:
     """Write one row per provider result (a `LoadResult`)."""
-    finished_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    finished_at = warehouse.utc_now()
     with warehouse.sql_client(dest) as client:
         client.execute_sql(f"create schema if not exists {models.SCHEMA}")
         client.execute_sql(CREATE)
@@ -149,8 +149,7 @@ class RunReport:
     def finish(self, check: bool, repair: bool = False) -> None:
         """Note the days read, read missing days again (`repair`), rebuild every fact day not
         built yet, check (`check`: completeness and the model tests) and record the run."""
-        accounts = {r.provider: config.check_provider(r.provider).start_date for r in self.results}
-        oldest = {provider: config.oldest_servable_day(provider) for provider in accounts}
+        accounts, oldest = completeness.expectations([r.provider for r in self.results])
         self._record_coverage(self.results)
         if repair:
             self._repair(accounts, oldest)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterable, Sequence, Tuple
 
 import dlt
 
@@ -51,6 +51,40 @@ def text(value: object) -> str:
 def day(value: dt.date) -> str:
     """A SQL date literal."""
     return f"date '{value.isoformat()}'"
+
+
+def literal(value: object) -> str:
+    """Any value as a SQL literal both engines read the same: null, a boolean, a number, a
+    date, a timestamp or a string."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return f"timestamp '{value.replace(tzinfo=None).isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return day(value)
+    return text(value)
+
+
+INSERT_BATCH = 500
+"""Rows per insert statement: one statement per batch is fast on both engines, where one per
+row costs a round trip each."""
+
+
+def insert_rows(client, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Rows as multi-row inserts of literals."""
+    rows = list(rows)
+    for start in range(0, len(rows), INSERT_BATCH):
+        values = ", ".join("(" + ", ".join(literal(v) for v in row) + ")" for row in rows[start:start + INSERT_BATCH])
+        client.execute_sql(f"insert into {table} ({', '.join(columns)}) values {values}")
+
+
+def utc_now() -> dt.datetime:
+    """Now in UTC as the warehouse stores it (a naive timestamp)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def as_date(value) -> dt.date:
