@@ -1,16 +1,151 @@
--- Month to date by account: every provider's accounts with their usage per metric since the
--- first day of the current UTC month, up to the last complete day.
+-- Month to date by account: for every provider account and metric, the current UTC month so far
+-- (from its 1st through the last complete day, yesterday) beside the whole last complete month.
+-- Two rows per account and metric, `period` 'month_to_date' and 'last_month'. On the 1st of a
+-- month no day of it is complete yet: its 'month_to_date' rows show 0 over 0 days with a null
+-- `through_day`, and 'last_month' is the month that just ended.
+--
+-- One metric at a time: a row is one metric in one unit, and rows of different metrics or units
+-- never add up. Every metric is the sum of its days in analytics.fct_daily_usage (leaf usage
+-- only, so nothing is counted twice), Adverity's `total_rows` included. Adverity's `unique_rows`
+-- is not: Adverity counts unique rows per datastream per month, so a month's figure is not the
+-- sum of its days. It comes from analytics.adverity_monthly_usage (Adverity's own monthly figure,
+-- a month to date until the month ends), summed over the account's datastreams of that month;
+-- its `through_day` is the last day that figure covers.
+--
+-- Columns: provider, account_id, account_name, metric, unit, period, month (its 1st),
+-- through_day, days (days of the period with a fact row), quantity (in `unit`).
+--
+-- As of another day: `current_date` is read once, in the as_of CTE below. Replace it with a
+-- literal (`select date '2026-03-01' as today`) to get the answer that day would have given from
+-- the facts; Adverity's unique_rows stay the latest monthly figures (see `through_day`).
+-- Days are UTC: run it in a session whose time zone is UTC.
+with
+
+as_of as (
+    select current_date as today
+),
+
+this_month as (
+    select
+        today,
+        today - cast(extract(day from today) as integer) + 1 as month_start
+    from as_of
+),
+
+periods as (
+    -- the month so far (empty on the 1st: its last day is before its first) and the last month
+    select
+        'month_to_date' as period,
+        month_start as first_day,
+        today - 1 as last_day
+    from this_month
+    union all
+    select
+        'last_month' as period,
+        (month_start - 1) - cast(extract(day from month_start - 1) as integer) + 1 as first_day,
+        month_start - 1 as last_day
+    from this_month
+),
+
+fact_months as (
+    select
+        periods.period,
+        fct.provider,
+        fct.account_id,
+        max(fct.account_name) as account_name,
+        fct.metric,
+        fct.unit,
+        count(distinct fct.usage_date) as days,
+        sum(fct.quantity) as quantity
+    from analytics.fct_daily_usage as fct
+    inner join periods
+        on fct.usage_date between periods.first_day and periods.last_day
+    group by periods.period, fct.provider, fct.account_id, fct.metric, fct.unit
+),
+
+adverity_unique_months as (
+    -- within one month the datastreams' unique rows add up; over months they do not
+    select
+        periods.period,
+        monthly.provider,
+        monthly.account_id,
+        max(monthly.account_name) as account_name,
+        monthly.metric,
+        monthly.unit,
+        max(monthly.through_date) as through_day,
+        sum(monthly.quantity) as quantity
+    from analytics.adverity_monthly_usage as monthly
+    inner join periods
+        on monthly.usage_month = periods.first_day
+    where monthly.metric = 'unique_rows'
+    group by periods.period, monthly.provider, monthly.account_id, monthly.metric, monthly.unit
+),
+
+accounts as (
+    -- every account and metric seen in either period, so that an empty month still has its rows
+    select
+        provider,
+        account_id,
+        max(account_name) as account_name,
+        metric,
+        unit
+    from (
+        select provider, account_id, account_name, metric, unit from fact_months
+        union all
+        select provider, account_id, account_name, metric, unit from adverity_unique_months
+    ) as seen
+    group by provider, account_id, metric, unit
+),
+
+answer as (
+    select
+        accounts.provider,
+        accounts.account_id,
+        accounts.account_name,
+        accounts.metric,
+        accounts.unit,
+        periods.period,
+        periods.first_day as month,
+        case
+            when accounts.provider = 'adverity' and accounts.metric = 'unique_rows'
+                then adverity_unique_months.through_day
+            when periods.last_day >= periods.first_day then periods.last_day
+        end as through_day,
+        coalesce(fact_months.days, 0) as days,
+        coalesce(
+            case
+                when accounts.provider = 'adverity' and accounts.metric = 'unique_rows'
+                    then adverity_unique_months.quantity
+                else fact_months.quantity
+            end,
+            0
+        ) as quantity
+    from accounts
+    cross join periods
+    left join fact_months
+        on fact_months.period = periods.period
+        and fact_months.provider = accounts.provider
+        and fact_months.account_id = accounts.account_id
+        and fact_months.metric = accounts.metric
+        and fact_months.unit = accounts.unit
+    left join adverity_unique_months
+        on adverity_unique_months.period = periods.period
+        and adverity_unique_months.provider = accounts.provider
+        and adverity_unique_months.account_id = accounts.account_id
+        and adverity_unique_months.metric = accounts.metric
+        and adverity_unique_months.unit = accounts.unit
+)
+
 select
     provider,
     account_id,
-    max(account_name) as account_name,
+    account_name,
     metric,
     unit,
-    sum(quantity) as quantity,
-    count(distinct usage_date) as days,
-    max(usage_date) as through_day
-from analytics.fct_daily_usage
-where usage_date >= date_trunc('month', current_date)
-  and usage_date < current_date
-group by provider, account_id, metric, unit
-order by provider, account_id, metric
+    period,
+    month,
+    through_day,
+    days,
+    quantity
+from answer
+order by provider, account_id, metric, unit, month desc

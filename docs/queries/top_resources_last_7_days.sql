@@ -1,21 +1,50 @@
--- Top resources over the last 7 complete UTC days: per provider and metric, the ten resources
--- with the largest total, with the number of days they had usage.
+-- Top resources over the last 7 complete UTC days (the 7 days before today, today excluded):
+-- per provider, metric and unit, the ten resources with the largest total, with the days on
+-- which they had usage (a quantity above 0).
+--
+-- One metric at a time: a total is one metric of one resource in one unit, summed over the days
+-- of analytics.fct_daily_usage, which holds leaf usage only (Rafay instances, never the profile
+-- rollups of analytics.rafay_profile_usage; Bronto logs), so nothing is counted twice. A resource
+-- is (account_id, resource_type, resource_id): Adverity's `unattributed` of two workspaces are two
+-- resources. Adverity's `unique_rows` is left out: Adverity counts unique rows per datastream per
+-- month, so the sum of 7 days would count rows seen on several days more than once (month figures:
+-- month_to_date_by_account.sql).
+--
+-- Columns: provider, metric, unit, resource_rank (1 = largest), account_id, resource_type,
+-- resource_id, resource_name, quantity (the 7 days' total, in `unit`), active_days.
+--
+-- As of another day: `current_date` is read once, in the as_of CTE below. Replace it with a
+-- literal (`select date '2026-03-01' as today`) for the 7 days before that day.
+-- Days are UTC: run it in a session whose time zone is UTC.
 with
+
+as_of as (
+    select current_date as today
+),
 
 last_7_days as (
     select
-        provider,
-        metric,
-        unit,
-        resource_type,
-        resource_id,
-        resource_name,
-        sum(quantity) as quantity,
-        count(distinct usage_date) as active_days
-    from analytics.fct_daily_usage
-    where usage_date >= current_date - 7
-      and usage_date < current_date
-    group by provider, metric, unit, resource_type, resource_id, resource_name
+        today - 7 as first_day,
+        today - 1 as last_day
+    from as_of
+),
+
+totals as (
+    select
+        fct.provider,
+        fct.metric,
+        fct.unit,
+        fct.account_id,
+        fct.resource_type,
+        fct.resource_id,
+        max(fct.resource_name) as resource_name,
+        sum(fct.quantity) as quantity,
+        count(distinct case when fct.quantity > 0 then fct.usage_date end) as active_days
+    from analytics.fct_daily_usage as fct
+    inner join last_7_days
+        on fct.usage_date between last_7_days.first_day and last_7_days.last_day
+    where not (fct.provider = 'adverity' and fct.metric = 'unique_rows')
+    group by fct.provider, fct.metric, fct.unit, fct.account_id, fct.resource_type, fct.resource_id
 ),
 
 ranked as (
@@ -23,16 +52,17 @@ ranked as (
         provider,
         metric,
         unit,
+        account_id,
         resource_type,
         resource_id,
         resource_name,
         quantity,
         active_days,
         row_number() over (
-            partition by provider, metric
-            order by quantity desc, resource_type, resource_id
+            partition by provider, metric, unit
+            order by quantity desc, account_id, resource_type, resource_id
         ) as resource_rank
-    from last_7_days
+    from totals
 )
 
 select
@@ -40,6 +70,7 @@ select
     metric,
     unit,
     resource_rank,
+    account_id,
     resource_type,
     resource_id,
     resource_name,
@@ -47,4 +78,4 @@ select
     active_days
 from ranked
 where resource_rank <= 10
-order by provider, metric, resource_rank
+order by provider, metric, unit, resource_rank
