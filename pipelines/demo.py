@@ -30,7 +30,7 @@ def run_demo() -> int:
         os.environ["DLT_DATA_DIR"] = str((directory / "dlt").resolve())
         os.environ.pop("DESTINATION", None)
         from pipelines.nightly import run_nightly
-        from pipelines.runs import fact_summary_lines
+        from pipelines.summary import fact_summary_lines
 
         report = run_nightly(destination="duckdb")
         print(f"demo warehouse: {report.destination.location}")
