@@ -451,3 +451,46 @@ def test_example_queries_run_as_written_on_the_demo(demo_warehouse):
     for name in QUERY_NAMES:
         rows = duckdb_rows(path, (QUERIES / name).read_text())
         assert {row[0] if name != "daily_usage_drivers.sql" else row[1] for row in rows} == set(sources.names()), name
+
+
+# -- the data dictionary ------------------------------------------------------------------------
+DICTIONARY = ROOT / "docs" / "data_dictionary.md"
+DOCUMENTED = ("fct_daily_usage", "dim_resource", "rafay_profile_usage", "adverity_monthly_usage",
+              "usage_completeness", "load_runs", "load_coverage", "model_loads")
+TABLE_HEADING = re.compile(r"^### analytics\.([a-z_0-9]+)$")
+COLUMN_ROW = re.compile(r"^\| `([a-z_0-9]+)` \| [^|]+ \| [^|]+ \|$")
+
+
+def dictionary_columns() -> Dict[str, List[str]]:
+    """table -> its columns, from the `### analytics.<table>` sections of the data dictionary."""
+    found: Dict[str, List[str]] = {}
+    current = None
+    for line in DICTIONARY.read_text().splitlines():
+        heading = TABLE_HEADING.match(line)
+        if heading:
+            current = found.setdefault(heading.group(1), [])
+        elif line.startswith("#"):
+            current = None
+        elif current is not None and line.startswith("| `"):
+            assert COLUMN_ROW.match(line), f"not a `| column | type | meaning |` row: {line}"
+            current.append(COLUMN_ROW.match(line).group(1))
+    return found
+
+
+def test_data_dictionary_names_every_column_of_every_table(warehouses):
+    """Each table of the contract has its section, with exactly the columns the nightly built."""
+    documented = dictionary_columns()
+    assert set(DOCUMENTED) <= set(documented), sorted(set(DOCUMENTED) - set(documented))
+    import duckdb
+
+    with duckdb.connect(str(warehouses(FIRST_OF_MONTH).path), read_only=True) as con:
+        built: Dict[str, List[str]] = defaultdict(list)
+        for table, column in con.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = 'analytics' order by table_name, ordinal_position"
+        ).fetchall():
+            built[table].append(column)
+    differ = {table: (sorted(set(built.get(table, [])) - set(documented[table])),
+                      sorted(set(documented[table]) - set(built.get(table, []))))
+              for table in DOCUMENTED if sorted(built.get(table, [])) != sorted(documented[table])}
+    assert not differ, f"(built but not documented, documented but not built): {differ}"

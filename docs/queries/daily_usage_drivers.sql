@@ -6,7 +6,8 @@
 -- One metric at a time: a day's total is one metric in one unit of one provider account, summed
 -- over its resources in analytics.fct_daily_usage. That table holds leaf usage only (Rafay
 -- instances, never the profile rollups of analytics.rafay_profile_usage; Bronto logs), so a
--- share is of usage counted once, and the shares of all of a day's resources add up to 100.
+-- share is of usage counted once, and the shares of all of a day's resources add up to 100
+-- (before rounding).
 -- Adverity's daily `unique_rows` add up over the datastreams of one day (not over days).
 --
 -- Columns: usage_date, provider, account_id, metric, unit, driver_rank (1 = largest),
