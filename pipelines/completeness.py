@@ -44,7 +44,7 @@ create table if not exists {COMPLETENESS} (
     account_id varchar not null,
     status varchar not null,
     missing_from varchar,
-    row_count bigint not null,
+    rows bigint not null,
     load_id varchar,
     run_id varchar
 )
@@ -79,6 +79,11 @@ def ensure_tables(client, providers: Sequence[str]) -> None:
                     seeded[key] = (*key, True, load_id, None, warehouse.utc_now())
         warehouse.insert_rows(client, COVERAGE, COVERAGE_COLUMNS, seeded.values())
     client.execute_sql(CREATE_COMPLETENESS)
+    columns = {name for (name,) in client.execute_sql(
+        "select column_name from information_schema.columns "
+        f"where table_schema = {warehouse.text(models.SCHEMA)} and table_name = 'usage_completeness'")}
+    if "row_count" in columns:  # its name before the contract named it
+        client.execute_sql(f"alter table {COMPLETENESS} rename column row_count to rows")
 
 
 def record_coverage(client, provider: str, days: Iterable[dt.date], with_rows: Iterable[dt.date],
@@ -185,7 +190,7 @@ def refresh(client, accounts: Mapping[str, Optional[dt.date]], yesterday: Option
             listed = ", ".join(warehouse.literal(split_label(label)[0]) for label in accounts)
             client.execute_sql(f"delete from {COMPLETENESS} where provider in ({listed})")
         warehouse.insert_rows(client, COMPLETENESS,
-                ("usage_date", "provider", "account_id", "status", "missing_from", "row_count", "load_id", "run_id"), rows_out)
+                ("usage_date", "provider", "account_id", "status", "missing_from", "rows", "load_id", "run_id"), rows_out)
     return out
 
 

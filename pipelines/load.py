@@ -135,6 +135,7 @@ def load_provider(
         _note_loaded(pipeline, info.loads_ids, result)
         counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace.last_normalize_info else {}
         result.rows += sum(n for table, n in counts.items() if not table.startswith("_dlt"))
+        _drop_staging_dataset(pipeline)
     except Exception as exc:  # noqa: BLE001 - one provider's failure must not stop the others
         if raise_errors:
             raise
@@ -242,6 +243,18 @@ def _note_loaded(pipeline: dlt.Pipeline, load_ids: Sequence[str], result: LoadRe
         ]
         if per_resource:
             result.covered |= set.intersection(*per_resource)
+
+
+def _drop_staging_dataset(pipeline: dlt.Pipeline) -> None:
+    """Drop the dataset dlt merges through (`raw_<provider>_staging`) once everything is loaded:
+    it holds only copies of the last load's rows, and analysts browsing the warehouse should
+    not find them. dlt makes it again for the next merge."""
+    if pipeline.has_pending_data:
+        return
+    with pipeline.sql_client() as client:
+        with client.with_staging_dataset():
+            if client.has_dataset():
+                client.drop_dataset()
 
 
 PACKAGE_DAYS_KEY = "usage_days"

@@ -8,7 +8,15 @@ destination's own connection, then the model tests.
 - `sql/marts/*.sql` are tables built incrementally by provider and day range: a provider's
   rows for `[start, end]` are built aside and tested, then swapped in (delete + insert of
   exactly those rows) in one transaction, so analysts never see a half-built table, and a
-  provider whose rows fail keeps its previous ones without holding back the others.
+  provider whose rows fail keeps its previous ones without holding back the others. Such a
+  mart has `provider` and `usage_date` columns and holds the providers it reads. A mart
+  marked `-- build: whole` is built whole aside on every build that changed anything, tested,
+  and swapped in.
+- A mart's `-- grain: <columns>` line is its primary key (its columns NOT NULL); on Postgres a
+  mart with `usage_date` has an index on it. When a mart's SQL (or that of a model it reads)
+  changes, the next build makes the whole table again from the raw data, aside, and swaps it
+  in: `analytics.model_versions` keeps the digest each table was built with.
+- Column comments come from the data dictionary (docs/data_dictionary.md).
 - Which days need building is kept in the warehouse: `analytics.model_loads` lists the raw
   loads already modelled, so any run after a failed or interrupted build repairs it.
 - `sql/**/<model>.tests.sql` hold the model tests: `-- test: <name>` then a query that returns
@@ -16,6 +24,8 @@ destination's own connection, then the model tests.
   build or to pass them fails the providers it reads, whose facts then stay as they were.
 - A model depends on the models it names (`analytics.<model>`), and reads the raw datasets
   (`raw_<provider>.<table>`) that it or its dependencies name.
+- `sql/checks/*.sql` hold checks across models (`-- check: <name>`, a comment saying what a
+  row means, then a query returning the offending rows), run by `make check` and the nightly.
 
 The SQL is written once in the subset DuckDB and Postgres share.
 """
@@ -23,8 +33,10 @@ The SQL is written once in the subset DuckDB and Postgres share.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -42,13 +54,22 @@ from pipelines.warehouse import (
 )
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+DICTIONARY = Path(__file__).resolve().parent.parent / "docs" / "data_dictionary.md"
+"""The data dictionary, whose column meanings become the warehouse's column comments."""
 FACT_COLUMNS = (
     "usage_date", "provider", "account_id", "account_name", "resource_type",
     "resource_id", "resource_name", "metric", "quantity", "unit",
 )
+RESOURCE_COLUMNS = (
+    "provider", "account_id", "account_name", "resource_type", "resource_id", "resource_name",
+    "project_id", "project_name", "profile_id", "profile_name", "plan",
+)
+"""The columns of every provider's `int_<provider>__resources`, in this order (all text)."""
 LAYERS = (("staging", "view"), ("intermediate", "view"), ("marts", "table"))
 """The folders under sql/, in the order they build, and what their models become."""
 RAW_REF = re.compile(r"\b(raw_[a-z]+)\.([a-z_0-9]+)\b")
+GRAIN = re.compile(r"^--\s*grain:\s*([a-z_0-9, ]+?)\s*$", re.M)
+WHOLE = re.compile(r"^--\s*build:\s*whole\s*$", re.M)
 CAST_COLUMN = re.compile(r"^\s*cast\(.+\s+as\s+([a-z][a-z ]*[a-z](?:\(\d+(?:,\s*\d+)?\))?)\)\s+as\s+([a-z_][a-z_0-9]*),?\s*$", re.M)
 """A staging model's output column: `cast(<expression> as <type>) as <name>` on a line of its own."""
 
@@ -71,6 +92,24 @@ class Model:
     depends_on: List[str] = field(default_factory=list)
     providers: List[str] = field(default_factory=list)
     """The providers whose raw datasets the model reads, itself or through its dependencies."""
+    digest: str = ""
+    """Of its SQL and that of every model it reads: a changed digest means a table built
+    before holds rows of another definition."""
+
+    @property
+    def grain(self) -> List[str]:
+        """The columns of its `-- grain:` line: the table's primary key."""
+        match = GRAIN.search(self.sql)
+        return [column.strip() for column in match.group(1).split(",")] if match else []
+
+    @property
+    def whole(self) -> bool:
+        """A mart built whole on every build (`-- build: whole`), not by provider and day."""
+        return self.kind == "table" and bool(WHOLE.search(self.sql))
+
+    @property
+    def incremental(self) -> bool:
+        return self.kind == "table" and not self.whole
 
     @property
     def relation(self) -> str:
@@ -95,6 +134,11 @@ PROVIDER_USAGE = re.compile(r"^int_([a-z0-9_]+?)__usage$")
 ALL_USAGE = "int_usage"
 """The union of every provider's `int_<provider>__usage`, made by the runner: the fact reads
 it, so a provider is added by its own models and no mart names it."""
+PROVIDER_RESOURCES = re.compile(r"^int_([a-z0-9_]+?)__resources$")
+"""Each provider's resources with their attributes, in RESOURCE_COLUMNS: `int_<provider>__resources`."""
+ALL_RESOURCES = "int_resources"
+"""The union of every provider's `int_<provider>__resources` (empty when none has one), made by
+the runner for analytics.dim_resource."""
 
 
 def sql_dirs() -> List[Path]:
@@ -124,6 +168,12 @@ def discover(sql_dir: Optional[Path] = None) -> List[Model]:
     if usage:
         union = "\nunion all\n".join(f"select * from {SCHEMA}.{name}" for name in usage)
         models[ALL_USAGE] = Model(ALL_USAGE, Path(ALL_USAGE), "view", union)
+    resources = sorted(name for name in models if PROVIDER_RESOURCES.match(name))
+    wanted = any(re.search(rf"\b{SCHEMA}\.{ALL_RESOURCES}\b", model.sql) for model in models.values())
+    union = "\nunion all\n".join(f"select {', '.join(RESOURCE_COLUMNS)} from {SCHEMA}.{name}" for name in resources)
+    if wanted:
+        models[ALL_RESOURCES] = Model(ALL_RESOURCES, Path(ALL_RESOURCES), "view", union or (
+            "select " + ", ".join(f"cast(null as varchar) as {column}" for column in RESOURCE_COLUMNS) + " where 1 = 0"))
     for model in models.values():
         model.depends_on = [other for other in models if other != model.name and re.search(rf"\b{SCHEMA}\.{other}\b", model.sql)]
     ordered: List[Model] = []
@@ -141,6 +191,10 @@ def discover(sql_dir: Optional[Path] = None) -> List[Model]:
             {table[len("raw_"):table.index(".")] for table in model.raw_tables}.union(
                 *(models[dependency].providers for dependency in model.depends_on))
         )
+        digest = hashlib.sha256(model.sql.encode())
+        for dependency in sorted(model.depends_on):
+            digest.update(models[dependency].digest.encode())
+        model.digest = digest.hexdigest()[:16]
         ordered.append(model)
 
     for model in models.values():
@@ -168,10 +222,17 @@ class BuildReport:
     """Per provider, the day range whose facts were rebuilt."""
     failed: Dict[str, str] = field(default_factory=dict)
     """Per provider, why its facts were not published (its previous facts stay)."""
+    failed_tables: Dict[str, str] = field(default_factory=dict)
+    """Per mart built whole, why it was not published (its previous table stays)."""
+    remade: List[str] = field(default_factory=list)
+    """Marts made whole again because their definition changed."""
+    changed: bool = False
+    """Whether any provider's rows were swapped in."""
 
     @property
     def errors(self) -> List[str]:
-        return [self.failed[provider] for provider in sorted(self.failed)]
+        return [self.failed[provider] for provider in sorted(self.failed)] + [
+            self.failed_tables[name] for name in sorted(self.failed_tables)]
 
 
 MODEL_LOADS = f"{SCHEMA}.model_loads"
@@ -181,6 +242,15 @@ CREATE_MODEL_LOADS = f"""
 create table if not exists {MODEL_LOADS} (
     provider varchar not null,
     load_id varchar not null,
+    built_at timestamp not null
+)
+"""
+MODEL_VERSIONS = f"{SCHEMA}.model_versions"
+"""Per mart, the digest of the definition its table was built with."""
+CREATE_MODEL_VERSIONS = f"""
+create table if not exists {MODEL_VERSIONS} (
+    model varchar not null,
+    digest varchar not null,
     built_at timestamp not null
 )
 """
@@ -202,13 +272,13 @@ def build(dest: Destination, start: Optional[dt.date] = None, end: Optional[dt.d
     models = list(models) if models is not None else discover()
     report = BuildReport(start=start, end=end)
     with _sql_client(dest) as client:
-        tables = _prepare(client)
-        _build_views(client, models, tables, report)
+        tables = _prepare(client, models, report)
         for provider in providers if providers is not None else providers_of(models):
             if provider in report.failed:
                 continue
             loads = _raw_loads(client, provider, tables) if start is None and end is None else []
             _build_provider(client, models, provider, start, end, loads, report)
+        _finish(client, dest, models, report)
     return report
 
 
@@ -222,8 +292,7 @@ def build_pending(dest: Destination, models: Optional[Sequence[Model]] = None) -
     models = list(models) if models is not None else discover()
     report = BuildReport()
     with _sql_client(dest) as client:
-        tables = _prepare(client)
-        _build_views(client, models, tables, report)
+        tables = _prepare(client, models, report)
         for provider in providers_of(models):
             loads, days = pending_days(client, provider, tables)
             if provider in report.failed or not loads:
@@ -233,16 +302,143 @@ def build_pending(dest: Destination, models: Optional[Sequence[Model]] = None) -
                 _build_provider(client, models, provider, first, last, loads, report)
             else:
                 _mark_modelled(client, provider, loads)
+        _finish(client, dest, models, report)
     if report.built:
         report.start = min(first for first, _ in report.built.values())
         report.end = max(last for _, last in report.built.values())
     return report
 
 
-def _prepare(client) -> set:
+def _prepare(client, models: Sequence[Model], report: BuildReport) -> set:
+    """The schema and the runner's tables, every view, and every incremental mart current:
+    one whose definition changed is made again whole (aside, then swapped in)."""
     client.execute_sql(f"create schema if not exists {SCHEMA}")
     client.execute_sql(CREATE_MODEL_LOADS)
+    client.execute_sql(CREATE_MODEL_VERSIONS)
+    tables = existing_tables(client)
+    _build_views(client, models, tables, report)
+    versions = _versions(client)
+    for model in models:
+        if model.incremental and versions.get(model.name) != model.digest:
+            _remake(client, models, model, tables, report)
     return existing_tables(client)
+
+
+def _finish(client, dest: Destination, models: Sequence[Model], report: BuildReport) -> None:
+    """The marts built whole, when anything changed or they are missing or out of date; then
+    the column comments."""
+    versions = _versions(client)
+    tables = existing_tables(client)
+    for model in models:
+        if model.whole and (report.changed or report.remade or model.relation not in tables
+                            or versions.get(model.name) != model.digest):
+            _build_whole(client, model, report)
+    apply_comments(client, dest)
+
+
+def _versions(client) -> Dict[str, str]:
+    return {name: digest for name, digest in client.execute_sql(f"select model, digest from {MODEL_VERSIONS}")}
+
+
+def _shape(client, model: Model, sql: str) -> List[Tuple[str, str]]:
+    """The (column, type) of the rows `sql` gives, as the database types them."""
+    probe = f"_shape_{model.name}"
+    client.execute_sql(f"drop table if exists {SCHEMA}.{probe}")
+    try:
+        client.execute_sql(f"create table {SCHEMA}.{probe} as select * from ({sql}) as model_rows where 1 = 0")
+        return [(name, type_) for name, type_ in client.execute_sql(
+            "select column_name, data_type from information_schema.columns "
+            f"where table_schema = {_text(SCHEMA)} and table_name = {_text(probe)} order by ordinal_position")]
+    finally:
+        client.execute_sql(f"drop table if exists {SCHEMA}.{probe}")
+
+
+def _create(client, model: Model, relation: str, columns: Sequence[Tuple[str, str]]) -> None:
+    """`relation` with the model's columns, its grain as the primary key (NOT NULL), and on
+    Postgres an index on `usage_date`. Constraint names are unique to this table, so a table
+    made aside can take the place of the old one."""
+    grain = model.grain
+    unknown = [column for column in grain if column not in {name for name, _ in columns}]
+    if unknown:
+        raise ModelError(model.name, f"its grain names columns it does not have: {', '.join(unknown)}")
+    tag = f"{model.name}_{uuid.uuid4().hex[:8]}"
+    definitions = [f"{name} {type_}{' not null' if name in grain else ''}" for name, type_ in columns]
+    if grain:
+        definitions.append(f"constraint pk_{tag} primary key ({', '.join(grain)})")
+    client.execute_sql(f"create table {relation} ({', '.join(definitions)})")
+    if _engine(client) == "postgres" and "usage_date" in {name for name, _ in columns}:
+        client.execute_sql(f"create index ix_{tag}_usage_date on {relation} (usage_date)")
+
+
+def _engine(client) -> str:
+    return "postgres" if "postgres" in type(client).__module__ else "duckdb"
+
+
+def _swap(client, model: Model, aside: str) -> None:
+    """The table built aside becomes the model's table, in the caller's transaction."""
+    client.execute_sql(f"drop table if exists {model.relation}")
+    client.execute_sql(f"alter table {aside} rename to {model.name}")
+    client.execute_sql(f"delete from {MODEL_VERSIONS} where model = {_text(model.name)}")
+    insert_rows(client, MODEL_VERSIONS, ("model", "digest", "built_at"), [(model.name, model.digest, utc_now())])
+
+
+def _aside(model: Model) -> str:
+    return f"{SCHEMA}._next_{model.name}"
+
+
+def _remake(client, models: Sequence[Model], model: Model, tables: set, report: BuildReport) -> None:
+    """An incremental mart whose definition changed (or that has never been built), made whole
+    from the raw data aside, provider by provider with its tests, then swapped in. A provider
+    whose rows fail keeps its rows of the old table where the old table has the same columns."""
+    aside = _aside(model)
+    providers = [provider for provider in model.providers if provider not in report.failed]
+    try:
+        client.execute_sql(f"drop table if exists {aside}")
+        columns = _shape(client, model, _for_provider(model.sql, providers[0]) if providers else model.sql)
+        _create(client, model, aside, columns)
+    except Exception as exc:  # noqa: BLE001 - the database's message, on one line
+        for provider in model.providers:
+            report.failed.setdefault(provider, str(ModelError(model.name, " ".join(str(exc).split())[:300])))
+        return
+    names = [name for name, _ in columns]
+    old = set()
+    if model.relation in tables:
+        old = {name for (name,) in client.execute_sql(
+            "select column_name from information_schema.columns "
+            f"where table_schema = {_text(SCHEMA)} and table_name = {_text(model.name)}")}
+    for provider in model.providers:
+        if provider not in report.failed:
+            _build_provider(client, [model], provider, None, None, [], report, target=aside)
+        if provider in report.failed and set(names) <= old:
+            listed = ", ".join(names)
+            client.execute_sql(f"insert into {aside} ({listed}) select {listed} from {model.relation}"
+                               f" where provider = {_text(provider)}")
+    with client.begin_transaction():
+        _swap(client, model, aside)
+    report.remade.append(model.name)
+
+
+def _build_whole(client, model: Model, report: BuildReport) -> None:
+    """A mart built whole aside, tested, then swapped in; on failure the old table stays."""
+    aside = _aside(model)
+    try:
+        client.execute_sql(f"drop table if exists {aside}")
+        columns = _shape(client, model, model.sql)
+        _create(client, model, aside, columns)
+        listed = ", ".join(name for name, _ in columns)
+        client.execute_sql(f"insert into {aside} ({listed}) select {listed} from ({model.sql}) as model_rows")
+        failures = run_tests(client, model, relation=aside)
+        if failures:
+            raise ModelError(model.name, "its rows fail its tests, so the previous table stays: " + "; ".join(failures))
+        with client.begin_transaction():
+            _swap(client, model, aside)
+    except Exception as exc:  # noqa: BLE001 - the database's message, on one line
+        error = exc if isinstance(exc, ModelError) else ModelError(model.name, " ".join(str(exc).split())[:300])
+        report.failed_tables[model.name] = str(error)
+        client.execute_sql(f"drop table if exists {aside}")
+        return
+    if model.name not in report.models:
+        report.models.append(model.name)
 
 
 def _build_views(client, models: Sequence[Model], tables: set, report: BuildReport) -> None:
@@ -411,24 +607,23 @@ def _spans(client, provider: str, start: Optional[dt.date], end: Optional[dt.dat
 
 
 def _build_provider(client, models: Sequence[Model], provider: str, start: Optional[dt.date], end: Optional[dt.date],
-                    loads: Sequence[str], report: BuildReport) -> None:
-    """One provider's rows of every mart for `start..end`: built aside and tested first, then
-    swapped in (delete + insert of exactly those rows) in one transaction that also marks
-    `loads` as modelled. On failure nothing of it is published and the provider is named."""
-    columns = ", ".join(FACT_COLUMNS)
+                    loads: Sequence[str], report: BuildReport, target: Optional[str] = None) -> None:
+    """One provider's rows of every incremental mart it feeds for `start..end`: built aside and
+    tested first, then swapped in (delete + insert of exactly those rows) in one transaction
+    that also marks `loads` as modelled. On failure nothing of it is published and the provider
+    is named. `target` writes them into that table (a mart made aside) instead."""
     where = _where(provider, start, end)
-    marts = [model for model in models if model.kind == "table"]
+    marts = [model for model in models if model.incremental and provider in model.providers]
     built = []
     try:
         for model in marts:
-            selected = f"select {columns} from ({_for_provider(model.sql, provider)}) as model_rows"
+            sql = _for_provider(model.sql, provider)
             candidate = _candidate(model, provider)
-            client.execute_sql(f"create table if not exists {model.relation} as {selected} where 1 = 0")
             client.execute_sql(f"drop table if exists {candidate}")
             try:
-                client.execute_sql(f"create table {candidate} as {selected} where 1 = 0")
+                client.execute_sql(f"create table {candidate} as select * from ({sql}) as model_rows where 1 = 0")
                 for span in _spans(client, provider, start, end):
-                    client.execute_sql(f"insert into {candidate} ({columns}) {selected}{_where(provider, *span)}")
+                    client.execute_sql(f"insert into {candidate} select * from ({sql}) as model_rows{_where(provider, *span)}")
             except Exception as exc:  # noqa: BLE001 - the database's message, on one line
                 raise ModelError(model.name, f"{provider}: " + " ".join(str(exc).split())[:300]) from None
             built.append((model, candidate))
@@ -438,14 +633,19 @@ def _build_provider(client, models: Sequence[Model], provider: str, start: Optio
         rows = 0
         with client.begin_transaction():
             for model, candidate in built:
-                client.execute_sql(f"delete from {model.relation}{where}")
-                client.execute_sql(f"insert into {model.relation} ({columns}) select {columns} from {candidate}")
+                relation = target or model.relation
+                columns = ", ".join(name for (name,) in client.execute_sql(
+                    "select column_name from information_schema.columns where table_schema = "
+                    f"{_text(SCHEMA)} and table_name = {_text(candidate.split('.', 1)[1])} order by ordinal_position"))
+                client.execute_sql(f"delete from {relation}{where}")
+                client.execute_sql(f"insert into {relation} ({columns}) select {columns} from {candidate}")
                 (count,), = client.execute_sql(f"select count(*) from {candidate}")
                 rows += int(count)
             if loads:
                 _mark_modelled(client, provider, loads)
         report.rows += rows
-        if start is not None and end is not None:
+        report.changed = True
+        if start is not None and end is not None and target is None:
             report.built[provider] = (start, end)
         for model in marts:
             if model.name not in report.models:
@@ -471,9 +671,105 @@ def run_tests(client, model: Model, relation: Optional[str] = None) -> List[str]
 
 
 def test_all(dest: Destination, models: Optional[Sequence[Model]] = None) -> List[str]:
-    """Run every model test against what is built; the list of failures."""
+    """Run every model test against what is built, then the checks across models; the list of
+    failures."""
     failures = []
     with _sql_client(dest) as client:
         for model in models if models is not None else discover():
             failures += [f"{model.name}: {f}" for f in run_tests(client, model)]
+        failures += run_checks(client)
+    return failures
+
+
+DICTIONARY_TABLE = re.compile(r"^#{2,4}\s+`?analytics\.([a-z_0-9]+)`?\s*$")
+DICTIONARY_ROW = re.compile(r"^\|\s*`([a-z_0-9]+)`\s*\|.*\|\s*([^|]+?)\s*\|\s*$")
+
+
+def dictionary(path: Optional[Path] = None) -> Dict[str, Dict[str, str]]:
+    """table -> column -> meaning, from the data dictionary: a `### analytics.<table>` heading,
+    then a `| column | type | meaning |` table whose rows start with the column in backticks."""
+    path = path or DICTIONARY
+    if not path.exists():
+        return {}
+    found: Dict[str, Dict[str, str]] = {}
+    current: Optional[Dict[str, str]] = None
+    for line in path.read_text().splitlines():
+        heading = DICTIONARY_TABLE.match(line)
+        if heading:
+            current = found.setdefault(heading.group(1), {})
+        elif line.startswith("#"):
+            current = None
+        elif current is not None:
+            row = DICTIONARY_ROW.match(line)
+            if row:
+                current[row.group(1)] = row.group(2).replace("`", "")
+    return found
+
+
+def apply_comments(client, dest: Optional[Destination] = None) -> int:
+    """The data dictionary's meanings as column comments on the tables of `analytics` (both
+    engines show them: DuckDB's `duckdb_columns()`, Postgres' `\\d+`); only those that differ
+    are written. Returns how many were."""
+    meanings = dictionary()
+    if not meanings:
+        return 0
+    if _engine(client) == "postgres":
+        rows = client.execute_sql(
+            "select c.relname, a.attname, col_description(c.oid, a.attnum) from pg_class c "
+            "join pg_namespace n on n.oid = c.relnamespace join pg_attribute a on a.attrelid = c.oid "
+            f"where n.nspname = {_text(SCHEMA)} and c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped")
+    else:
+        rows = client.execute_sql(
+            "select c.table_name, c.column_name, c.comment from duckdb_columns() c join duckdb_tables() t "
+            "on t.database_name = c.database_name and t.schema_name = c.schema_name and t.table_name = c.table_name "
+            f"where c.schema_name = {_text(SCHEMA)} and c.database_name = current_database()")
+    written = 0
+    for table, column, comment in rows:
+        meaning = meanings.get(table, {}).get(column)
+        if meaning and meaning != comment:
+            client.execute_sql(f"comment on column {SCHEMA}.{table}.{column} is {_text(meaning)}")
+            written += 1
+    return written
+
+
+CHECKS_DIR = "checks"
+"""The folder under sql/ with the checks across models."""
+
+
+@dataclass
+class Check:
+    name: str
+    meaning: str
+    """What an offending row means, from the comment lines under its header."""
+    sql: str
+
+
+def discover_checks() -> List[Check]:
+    """Every `-- check: <name>` of `sql/checks/*.sql` (and of providers' own sql folders)."""
+    checks = []
+    for folder in sql_dirs():
+        for path in sorted((folder / CHECKS_DIR).glob("*.sql")):
+            for chunk in re.split(r"^--\s*check:\s*", path.read_text(), flags=re.M)[1:]:
+                name, _, body = chunk.partition("\n")
+                meaning = " ".join(line.lstrip("- ").strip() for line in body.splitlines()
+                                   if line.startswith("--")).strip()
+                checks.append(Check(name.strip(), meaning, body.strip().rstrip(";")))
+    return checks
+
+
+def run_checks(client, tables: Optional[set] = None) -> List[str]:
+    """Each failing check as one line: its meaning, how many rows, and the first few in full
+    (`column=value`). A check over a table not built yet is skipped."""
+    tables = tables if tables is not None else existing_tables(client)
+    failures = []
+    for check in discover_checks():
+        named = re.findall(rf"\b{SCHEMA}\.([a-z_0-9]+)\b", check.sql)
+        if any(f"{SCHEMA}.{name}" not in tables for name in named):
+            continue
+        with client.execute_query(check.sql) as cursor:
+            names = [column[0] for column in cursor.description]
+            rows = cursor.fetchall()
+        if rows:
+            shown = "; ".join(", ".join(f"{name}={value}" for name, value in zip(names, row)) for row in rows[:3])
+            failures.append(f"check {check.name}: {len(rows)} rows ({check.meaning}), e.g. {shown}")
     return failures

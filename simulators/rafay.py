@@ -326,29 +326,40 @@ class RafaySimulator(Simulator):
 
     # -- expected figures ------------------------------------------------------------------------
     def truth(self, first: dt.date, last: dt.date) -> List[Dict[str, Any]]:
-        """Daily facts: what one-day requests serve, in the metrics of CONTRACT.md."""
+        """Daily facts: what one-day requests serve, in the metrics of CONTRACT.md. Instances
+        only: they are the leaves, the profiles' figures are rollups of them."""
+        return self._daily(first, last, "instance")
+
+    def profile_truth(self, first: dt.date, last: dt.date) -> List[Dict[str, Any]]:
+        """The profile endpoints' daily figures in the same shape (`compute_profile`,
+        `service_profile`): what analytics.rafay_profile_usage holds."""
+        return self._daily(first, last, "profile")
+
+    def _daily(self, first: dt.date, last: dt.date, level: str) -> List[Dict[str, Any]]:
         facts = []
         day = first
         while day <= last:
             start, end = day_start(day), day_start(day + dt.timedelta(days=1))
             for kind in ("compute", "service"):
-                for resource_type, rows, id_field in (
-                    (f"{kind}_instance", self.instance_rows(kind, start, end), "instance_id"),
-                    (f"{kind}_profile", self.profile_rows(kind, start, end), "profile_id"),
-                ):
-                    for row in rows:
-                        metrics = {"usage_hours": row["raw_usage"]}
-                        for parameter in row["parameters"]:
-                            name = parameter["name"].lower() + "_hours"
-                            if not parameter["is_label"]:
-                                metrics[name] = parameter["raw_usage"]
-                            elif parameter["label_value"].isdigit():
-                                metrics[name] = float(parameter["label_value"]) * parameter["raw_usage"]
-                        facts.extend(
-                            {"usage_date": day, "account_id": row["instance_organization_id"],
-                             "resource_type": resource_type, "resource_id": row[id_field],
-                             "metric": metric, "quantity": quantity}
-                            for metric, quantity in metrics.items()
-                        )
+                rows = self.instance_rows(kind, start, end) if level == "instance" else self.profile_rows(kind, start, end)
+                id_field, name_field = f"{level}_id", f"{level}_name"
+                resource_type = f"{kind}_{level}"
+                for row in rows:
+                    metrics = {"usage_hours": row["raw_usage"]}
+                    for parameter in row["parameters"]:
+                        name = parameter["name"].lower() + "_hours"
+                        if not parameter["is_label"]:
+                            metrics[name] = parameter["raw_usage"]
+                        elif parameter["label_value"].isdigit():
+                            metrics[name] = float(parameter["label_value"]) * parameter["raw_usage"]
+                    facts.extend(
+                        {"usage_date": day, "account_id": row["instance_organization_id"],
+                         "account_name": row["instance_organization_name"],
+                         "resource_type": resource_type, "resource_id": row[id_field],
+                         "resource_name": row[name_field], "project_id": row.get("instance_project_id"),
+                         "project_name": row.get("instance_project_name"), "profile_id": row["profile_id"],
+                         "profile_name": row["profile_name"], "metric": metric, "quantity": quantity}
+                        for metric, quantity in metrics.items()
+                    )
             day += dt.timedelta(days=1)
         return facts

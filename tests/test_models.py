@@ -108,8 +108,6 @@ def test_a_failing_model_leaves_the_previous_table_intact(loaded, tmp_path, monk
 @pytest.mark.parametrize(
     "corruption, test_name",
     [
-        ("insert into analytics.fct_daily_usage select * from analytics.fct_daily_usage limit 1", "grain_unique"),
-        ("update analytics.fct_daily_usage set resource_id = null where rowid = (select min(rowid) from analytics.fct_daily_usage)", "grain_not_null"),
         ("update analytics.fct_daily_usage set quantity = -1 where rowid = (select min(rowid) from analytics.fct_daily_usage)", "quantity_not_negative"),
         ("update analytics.fct_daily_usage set unit = null where rowid = (select min(rowid) from analytics.fct_daily_usage)", "unit_present"),
         ("update analytics.fct_daily_usage set quantity = 'NaN' where rowid = (select min(rowid) from analytics.fct_daily_usage)", "quantity_finite"),
@@ -127,6 +125,25 @@ def test_model_tests_catch_bad_rows(loaded, corruption, test_name):
     assert any(test_name in failure for failure in failures), failures
     done = subprocess.run([sys.executable, "-m", "pipelines", "check"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == config.EXIT_FAILED and test_name in done.stdout
+
+
+@pytest.mark.parametrize("provider_case", ["adverity"], indirect=True)
+@pytest.mark.parametrize("corruption", [
+    "insert into analytics.fct_daily_usage select * from analytics.fct_daily_usage limit 1",
+    "update analytics.fct_daily_usage set resource_id = null where rowid = (select min(rowid) from analytics.fct_daily_usage)",
+    "insert into analytics.dim_resource select * from analytics.dim_resource limit 1",
+])
+def test_the_warehouse_refuses_rows_that_break_a_grain(loaded, corruption):
+    """The grain is the table's primary key: a second row of one key, or a null in it, never
+    gets in, whoever writes."""
+    import duckdb
+
+    dest = config.destination("duckdb")
+    with duckdb.connect(dest.location) as con:
+        before = con.execute("select count(*) from analytics.fct_daily_usage").fetchone()
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute(corruption)
+        assert con.execute("select count(*) from analytics.fct_daily_usage").fetchone() == before
 
 
 @pytest.mark.parametrize("provider_case", ["adverity"], indirect=True)

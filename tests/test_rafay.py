@@ -106,12 +106,14 @@ def assert_nothing_loaded() -> None:
 
 
 def loaded_facts(pipeline: dlt.Pipeline) -> Dict[tuple, float]:
-    return {tuple(row[:5]): row[5] for row in query(pipeline, case.FACTS_SQL)}
+    rows = query(pipeline, case.FACTS_SQL) + query(pipeline, case.PROFILE_FACTS_SQL)
+    return {tuple(row[:5]): row[5] for row in rows}
 
 
 def truth(sim: RafaySimulator) -> Dict[tuple, float]:
+    """Every endpoint's daily figures: the instances' and the profiles'."""
     return {(f["usage_date"], f["account_id"], f["resource_type"], f["resource_id"], f["metric"]): f["quantity"]
-            for f in sim.truth(FIRST, LAST)}
+            for f in sim.truth(FIRST, LAST) + sim.profile_truth(FIRST, LAST)}
 
 
 # -- request windows and paging --------------------------------------------------------------

@@ -97,10 +97,27 @@ def test_unions_line_up_their_columns(name):
     assert output_columns(name), f"{name}: its columns cannot be read from the SQL"
 
 
-def test_marts_give_the_fact_columns_the_runner_publishes():
+def test_marts_declare_their_grain_and_the_runner_can_build_them():
+    """Every mart's `-- grain:` is the key its unique test holds (the runner makes it the
+    primary key); one built by provider and day has `provider` and `usage_date`."""
     for model in MODELS.values():
-        if model.kind == "table":
-            assert output_columns(model.name) == models.FACT_COLUMNS, model.name
+        if model.kind != "table":
+            continue
+        columns = output_columns(model.name)
+        assert model.grain and set(model.grain) <= set(columns), f"{model.name}: grain {model.grain} of {columns}"
+        assert set(model.grain) == key_tests(model)[0], model.name
+        if model.incremental:
+            assert {"provider", "usage_date"} <= set(columns), model.name
+
+
+def test_the_fact_has_the_contract_columns():
+    assert output_columns("fct_daily_usage") == models.FACT_COLUMNS
+
+
+def test_every_resources_model_gives_the_resource_columns():
+    for name in MODELS:
+        if models.PROVIDER_RESOURCES.match(name):
+            assert output_columns(name) == models.RESOURCE_COLUMNS, name
 
 
 @pytest.mark.parametrize("name", sorted(name for name, model in MODELS.items() if model.path.parent.name == "staging"))

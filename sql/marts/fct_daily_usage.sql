@@ -1,4 +1,6 @@
--- One row per day x provider x account x resource x metric: the table analysts use.
+-- One row per day x provider x account x resource x metric: the table analysts use. Leaf usage
+-- only: summing `quantity` over any set of its rows for one metric counts nothing twice.
+-- grain: usage_date, provider, account_id, resource_type, resource_id, metric
 -- Built by provider and day range by the model runner (delete + insert of those days in one
 -- transaction). Every provider's intermediate usage model gives the same ten columns in this order.
 with

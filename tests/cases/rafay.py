@@ -30,17 +30,19 @@ union all
 select usage_date, instance_organization_id, 'service_instance', instance_id, 'usage_hours', raw_usage
 from {dataset}.service_instance_usage
 union all
-select usage_date, instance_organization_id, 'compute_profile', profile_id, 'usage_hours', raw_usage
-from {dataset}.compute_profile_usage
-union all
-select usage_date, instance_organization_id, 'service_profile', profile_id, 'usage_hours', raw_usage
-from {dataset}.service_profile_usage
-union all
 select usage_date, instance_organization_id, 'compute_instance', instance_id, metric, quantity
 from {dataset}.compute_instance_usage_parameters where metric is not null
 union all
 select usage_date, instance_organization_id, 'service_instance', instance_id, metric, quantity
 from {dataset}.service_instance_usage_parameters where metric is not null
+"""
+PROFILE_FACTS_SQL = """
+select usage_date, instance_organization_id as account_id, 'compute_profile' as resource_type,
+       profile_id as resource_id, 'usage_hours' as metric, raw_usage as quantity
+from {dataset}.compute_profile_usage
+union all
+select usage_date, instance_organization_id, 'service_profile', profile_id, 'usage_hours', raw_usage
+from {dataset}.service_profile_usage
 union all
 select usage_date, instance_organization_id, 'compute_profile', profile_id, metric, quantity
 from {dataset}.compute_profile_usage_parameters where metric is not null
@@ -48,6 +50,7 @@ union all
 select usage_date, instance_organization_id, 'service_profile', profile_id, metric, quantity
 from {dataset}.service_profile_usage_parameters where metric is not null
 """
+"""The profile endpoints' raw rows in the shape of `RafaySimulator.profile_truth()`."""
 
 
 def request_day(request: Request) -> dt.date:
