@@ -23,13 +23,6 @@ as_of as (
     select current_date as today
 ),
 
-last_7_days as (
-    select
-        today - 7 as first_day,
-        today - 1 as last_day
-    from as_of
-),
-
 ranked as (
     select
         fct.usage_date,
@@ -49,8 +42,8 @@ ranked as (
             order by fct.quantity desc, fct.resource_type, fct.resource_id
         ) as driver_rank
     from analytics.fct_daily_usage as fct
-    inner join last_7_days
-        on fct.usage_date between last_7_days.first_day and last_7_days.last_day
+    inner join as_of
+        on fct.usage_date between as_of.today - 7 and as_of.today - 1
 )
 
 select

@@ -47,38 +47,56 @@ periods as (
     from this_month
 ),
 
-fact_months as (
+figures as (
+    -- the facts of each period: every metric summed over its days, but Adverity's unique_rows,
+    -- whose days are counted here and whose quantity is Adverity's month figure, below
     select
         periods.period,
         fct.provider,
         fct.account_id,
-        max(fct.account_name) as account_name,
+        fct.account_name,
         fct.metric,
         fct.unit,
-        count(distinct fct.usage_date) as days,
-        sum(fct.quantity) as quantity
+        fct.usage_date,
+        case
+            when fct.provider = 'adverity' and fct.metric = 'unique_rows' then null
+            else fct.quantity
+        end as quantity,
+        cast(null as date) as through_day
     from analytics.fct_daily_usage as fct
     inner join periods
         on fct.usage_date between periods.first_day and periods.last_day
-    group by periods.period, fct.provider, fct.account_id, fct.metric, fct.unit
-),
-
-adverity_unique_months as (
+    union all
     -- within one month the datastreams' unique rows add up; over months they do not
     select
         periods.period,
         monthly.provider,
         monthly.account_id,
-        max(monthly.account_name) as account_name,
+        monthly.account_name,
         monthly.metric,
         monthly.unit,
-        max(monthly.through_date) as through_day,
-        sum(monthly.quantity) as quantity
+        cast(null as date) as usage_date,
+        monthly.quantity,
+        monthly.through_date as through_day
     from analytics.adverity_monthly_usage as monthly
     inner join periods
         on monthly.usage_month = periods.first_day
     where monthly.metric = 'unique_rows'
-    group by periods.period, monthly.provider, monthly.account_id, monthly.metric, monthly.unit
+),
+
+by_period as (
+    select
+        period,
+        provider,
+        account_id,
+        max(account_name) as account_name,
+        metric,
+        unit,
+        count(distinct usage_date) as days,
+        sum(quantity) as quantity,
+        max(through_day) as through_day
+    from figures
+    group by period, provider, account_id, metric, unit
 ),
 
 accounts as (
@@ -89,63 +107,30 @@ accounts as (
         max(account_name) as account_name,
         metric,
         unit
-    from (
-        select provider, account_id, account_name, metric, unit from fact_months
-        union all
-        select provider, account_id, account_name, metric, unit from adverity_unique_months
-    ) as seen
+    from by_period
     group by provider, account_id, metric, unit
-),
-
-answer as (
-    select
-        accounts.provider,
-        accounts.account_id,
-        accounts.account_name,
-        accounts.metric,
-        accounts.unit,
-        periods.period,
-        periods.first_day as month,
-        case
-            when accounts.provider = 'adverity' and accounts.metric = 'unique_rows'
-                then adverity_unique_months.through_day
-            when periods.last_day >= periods.first_day then periods.last_day
-        end as through_day,
-        coalesce(fact_months.days, 0) as days,
-        coalesce(
-            case
-                when accounts.provider = 'adverity' and accounts.metric = 'unique_rows'
-                    then adverity_unique_months.quantity
-                else fact_months.quantity
-            end,
-            0
-        ) as quantity
-    from accounts
-    cross join periods
-    left join fact_months
-        on fact_months.period = periods.period
-        and fact_months.provider = accounts.provider
-        and fact_months.account_id = accounts.account_id
-        and fact_months.metric = accounts.metric
-        and fact_months.unit = accounts.unit
-    left join adverity_unique_months
-        on adverity_unique_months.period = periods.period
-        and adverity_unique_months.provider = accounts.provider
-        and adverity_unique_months.account_id = accounts.account_id
-        and adverity_unique_months.metric = accounts.metric
-        and adverity_unique_months.unit = accounts.unit
 )
 
 select
-    provider,
-    account_id,
-    account_name,
-    metric,
-    unit,
-    period,
-    month,
-    through_day,
-    days,
-    quantity
-from answer
-order by provider, account_id, metric, unit, month desc
+    accounts.provider,
+    accounts.account_id,
+    accounts.account_name,
+    accounts.metric,
+    accounts.unit,
+    periods.period,
+    periods.first_day as month,
+    case
+        when accounts.provider = 'adverity' and accounts.metric = 'unique_rows' then by_period.through_day
+        when periods.last_day >= periods.first_day then periods.last_day
+    end as through_day,
+    coalesce(by_period.days, 0) as days,
+    coalesce(by_period.quantity, 0) as quantity
+from accounts
+cross join periods
+left join by_period
+    on by_period.period = periods.period
+    and by_period.provider = accounts.provider
+    and by_period.account_id = accounts.account_id
+    and by_period.metric = accounts.metric
+    and by_period.unit = accounts.unit
+order by accounts.provider, accounts.account_id, accounts.metric, accounts.unit, periods.first_day desc

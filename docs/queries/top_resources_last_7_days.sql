@@ -22,13 +22,6 @@ as_of as (
     select current_date as today
 ),
 
-last_7_days as (
-    select
-        today - 7 as first_day,
-        today - 1 as last_day
-    from as_of
-),
-
 totals as (
     select
         fct.provider,
@@ -41,8 +34,8 @@ totals as (
         sum(fct.quantity) as quantity,
         count(distinct case when fct.quantity > 0 then fct.usage_date end) as active_days
     from analytics.fct_daily_usage as fct
-    inner join last_7_days
-        on fct.usage_date between last_7_days.first_day and last_7_days.last_day
+    inner join as_of
+        on fct.usage_date between as_of.today - 7 and as_of.today - 1
     where not (fct.provider = 'adverity' and fct.metric = 'unique_rows')
     group by fct.provider, fct.metric, fct.unit, fct.account_id, fct.resource_type, fct.resource_id
 ),
