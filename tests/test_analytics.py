@@ -217,3 +217,21 @@ def test_a_changed_definition_remakes_the_table_from_the_raw_data(provider_case,
     assert report.remade == ["fct_daily_usage"] and not report.errors
     assert query(destination, "select * from analytics.fct_daily_usage order by 1, 2, 3, 4, 5, 6") == expected
     assert models.build_pending(config.destination(destination)).remade == []
+
+
+# -- Adverity's months --------------------------------------------------------------------------
+@pytest.mark.parametrize("provider_case", ["adverity"], indirect=True)
+def test_adverity_monthly_usage_holds_the_apis_month_figures(provider_case, simulator, destination):
+    """Every month the loaded days touch, as the API counts it (unique rows over the month, not
+    the sum of its days), through the last day it covers."""
+    first, last = load_and_build("adverity", destination)
+    rows = query(destination, "select usage_month, account_id, resource_id, metric, quantity, through_date, unit "
+                              "from analytics.adverity_monthly_usage")
+    actual = {tuple(row[:4]): (float(row[4]), row[5]) for row in rows}
+    expected = {}
+    for month in simulator.monthly_truth(first, last):
+        for metric in ("unique_rows", "total_rows"):
+            key = (month["usage_month"], month["workspace_id"], month["datastream_key"], metric)
+            expected[key] = (float(month[metric]), month["through_date"])
+    assert actual == expected
+    assert {row[6] for row in rows} == {"rows"}
