@@ -318,10 +318,23 @@ def _prepare(client, models: Sequence[Model], report: BuildReport) -> set:
     tables = existing_tables(client)
     _build_views(client, models, tables, report)
     versions = _versions(client)
+    modelled = {provider for (provider,) in client.execute_sql(f"select distinct provider from {MODEL_LOADS}")}
     for model in models:
-        if model.incremental and versions.get(model.name) != model.digest:
+        if not model.incremental or versions.get(model.name) == model.digest:
+            continue
+        if model.relation not in tables and not modelled.intersection(model.providers):
+            _create_empty(client, model)  # a new warehouse: the pending loads fill it
+        else:
             _remake(client, models, model, tables, report)
     return existing_tables(client)
+
+
+def _create_empty(client, model: Model) -> None:
+    aside = _aside(model)
+    client.execute_sql(f"drop table if exists {aside}")
+    _create(client, model, aside, _mart_shape(client, model))
+    with client.begin_transaction():
+        _swap(client, model, aside)
 
 
 def _finish(client, dest: Destination, models: Sequence[Model], report: BuildReport) -> None:
@@ -351,6 +364,11 @@ def _shape(client, model: Model, sql: str) -> List[Tuple[str, str]]:
             f"where table_schema = {_text(SCHEMA)} and table_name = {_text(probe)} order by ordinal_position")]
     finally:
         client.execute_sql(f"drop table if exists {SCHEMA}.{probe}")
+
+
+def _mart_shape(client, model: Model) -> List[Tuple[str, str]]:
+    """An incremental mart's columns, from one provider's rows (each reads only its own)."""
+    return _shape(client, model, _for_provider(model.sql, model.providers[0]) if model.providers else model.sql)
 
 
 def _create(client, model: Model, relation: str, columns: Sequence[Tuple[str, str]]) -> None:
@@ -387,14 +405,13 @@ def _aside(model: Model) -> str:
 
 
 def _remake(client, models: Sequence[Model], model: Model, tables: set, report: BuildReport) -> None:
-    """An incremental mart whose definition changed (or that has never been built), made whole
+    """An incremental mart whose definition changed (or that was lost), made whole
     from the raw data aside, provider by provider with its tests, then swapped in. A provider
     whose rows fail keeps its rows of the old table where the old table has the same columns."""
     aside = _aside(model)
-    providers = [provider for provider in model.providers if provider not in report.failed]
     try:
         client.execute_sql(f"drop table if exists {aside}")
-        columns = _shape(client, model, _for_provider(model.sql, providers[0]) if providers else model.sql)
+        columns = _mart_shape(client, model)
         _create(client, model, aside, columns)
     except Exception as exc:  # noqa: BLE001 - the database's message, on one line
         for provider in model.providers:
