@@ -28,8 +28,14 @@ with `datastreams_per_workspace` datastreams each. The key is scoped to `scope_w
 the root) and sees it and every workspace beneath it. A datastream has a row on most days (a
 deterministic few are idle), and about half of the workspace-days also carry an unattributed row.
 Counts are a pure function of (workspace, datastream, day), so any window gives the same numbers.
-Monthly rows add up `total_rows`; their `unique_rows` is counted per month, so it is not the sum
-of the daily figures.
+
+`granularity=monthly` answers one item per month × workspace × datastream over the days asked
+(`date` the month's 1st, the other fields as daily), in the same envelope and paging. Its
+`total_rows` adds up the days; its `unique_rows` is counted per month (here: the month's largest
+daily figure, as a row new on two days of a month is new once), so it is not the sum of the
+daily figures. A range starting after the 1st counts only the days asked (the documentation
+does not say; the source always asks from the 1st), and the current month is month to date
+(`date_to` capped to yesterday as ever).
 
 No rate limit is documented; the vendor asks for one call at a time, so the simulator records the
 highest number of requests it was serving at once in `max_concurrency`.
@@ -155,6 +161,40 @@ class AdveritySimulator(Simulator):
         """Daily rows of an inclusive range as the API would list them (capped to yesterday)."""
         last = min(last, self.today() - ONE_DAY)
         return list(self._items("daily", first, last, self.visible_workspaces(), set()))
+
+    def monthly_rows(self, first: dt.date, last: dt.date) -> List[Dict[str, Any]]:
+        """The monthly answer's items for an inclusive day range (capped to yesterday), in the
+        API's order."""
+        last = min(last, self.today() - ONE_DAY)
+        return list(self._items("monthly", first, last, self.visible_workspaces(), set()))
+
+    def monthly_truth(self, first_month: dt.date, last_month: dt.date) -> List[Dict[str, Any]]:
+        """The exact monthly figures of every month from `first_month` to `last_month` (any day
+        of each), each month whole through its last day or yesterday, whichever comes first:
+        one dict per month × workspace × datastream in the raw `monthly_usage` table's terms
+        (`usage_month`, `workspace_id`, `workspace_name`, `datastream_id`, `datastream_key`,
+        `unique_rows`, `total_rows`, `through_date`). Months after yesterday's have none."""
+        yesterday = self.today() - ONE_DAY
+        out = []
+        month = first_month.replace(day=1)
+        while month <= min(last_month, yesterday):
+            following = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+            through = min(following - ONE_DAY, yesterday)
+            for item in self.monthly_rows(month, through):
+                out.append(
+                    {
+                        "usage_month": month,
+                        "workspace_id": item["workspace_id"],
+                        "workspace_name": item["workspace_name"],
+                        "datastream_id": item["datastream_id"],
+                        "datastream_key": item["datastream_id"] or "unattributed",
+                        "unique_rows": item["unique_rows"],
+                        "total_rows": item["total_rows"],
+                        "through_date": through,
+                    }
+                )
+            month = following
+        return out
 
     def truth(self, first: dt.date, last: dt.date) -> List[Dict[str, Any]]:
         facts = []

@@ -1,5 +1,6 @@
 """Adverity's quirks: paging stopped by `count`, today never asked for, Token or Bearer keys,
-null datastreams kept, `next`/`previous` links optional, one call at a time."""
+null datastreams kept, `next`/`previous` links optional, one call at a time; the monthly figures
+of every month a run's days touch, each month read whole and replaced whole."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from simulators.base import Fault
 from sources import windows
 from sources.adverity import adverity_source, helpers, settings
 from sources.http import ProviderError
-from tests.cases.adverity import CASE, FACTS_SQL
+from tests.cases.adverity import CASE, FACTS_SQL, daily, monthly
 from tests.providers import truth_rows
 
 ONE_DAY = dt.timedelta(days=1)
@@ -96,6 +97,7 @@ def test_flatten_keeps_null_datastream_and_adds_a_non_null_key():
             "workspace_name": "Acme",
             "datastream_id": "ds-1",
             "datastream_key": "ds-1",
+            "datastream_name": None,
             "unique_rows": 7,
             "total_rows": 10,
         },
@@ -105,6 +107,7 @@ def test_flatten_keeps_null_datastream_and_adds_a_non_null_key():
             "workspace_name": "Acme",
             "datastream_id": None,
             "datastream_key": "unattributed",
+            "datastream_name": None,
             "unique_rows": 0,
             "total_rows": 3,
         },
@@ -118,6 +121,11 @@ def test_flatten_ignores_new_fields_and_tolerates_a_missing_name_and_numeric_str
     assert row["workspace_name"] is None
     assert (row["unique_rows"], row["total_rows"]) == (5, 12)
     assert "connector" not in row
+
+
+def test_flatten_keeps_a_datastream_name_should_the_api_send_one():
+    (row,) = helpers.flatten_usage_page([item(datastream_name="Facebook Ads")])
+    assert row["datastream_name"] == "Facebook Ads"
 
 
 def test_flatten_of_an_empty_page_is_empty():
@@ -226,10 +234,10 @@ def test_paging_reaches_the_last_row_and_stops_by_count(sim, monkeypatch):
     configure(monkeypatch, sim)
     run(start_date=first, end_date=last)
 
-    pages = [int(r.one("page")) for r in sim.requests]
+    pages = [int(r.one("page")) for r in daily(sim.requests)]
     assert pages == list(range(1, math.ceil(count / settings.PAGE_SIZE) + 1))
     assert all(r.one("page_size") == "100" for r in sim.requests)
-    assert all((r.one("date_from"), r.one("date_to")) == (first.isoformat(), last.isoformat()) for r in sim.requests)
+    assert all((r.one("date_from"), r.one("date_to")) == (first.isoformat(), last.isoformat()) for r in daily(sim.requests))
     assert warehouse("select count(*) from raw_adverity.usage") == [(count,)]
     assert loaded_facts() == truth_rows(sim, first, last)
     CASE.assert_requests(sim.requests, first, last)
@@ -251,8 +259,10 @@ def test_a_long_range_is_one_window_paged_to_the_end(monkeypatch):
         run(start_date=first, end_date=last)
         CASE.assert_requests(sim.requests, first, last)
         # cut into pieces, each piece could end on a short page: one window is the fewest requests
-        assert {(r.one("date_from"), r.one("date_to")) for r in sim.requests} == {(str(first), str(last))}
-        assert len(sim.requests) > 1
+        assert {(r.one("date_from"), r.one("date_to")) for r in daily(sim.requests)} == {(str(first), str(last))}
+        assert len(daily(sim.requests)) > 1
+        # and the three months or more the 70 days touch are one monthly range too
+        assert {(r.one("date_from"), r.one("date_to")) for r in monthly(sim.requests)} == {(str(first.replace(day=1)), str(last))}
         assert len(sim.requests) == CASE.min_requests(sim, first, last)
         assert loaded_facts() == truth_rows(sim, first, last)
 
@@ -263,7 +273,9 @@ def test_an_instance_with_smaller_pages_still_loads_every_row(monkeypatch):
         first, last = last_week()
         run(start_date=first, end_date=last)
         count = len(sim.rows(first, last))
-        assert len(sim.requests) == math.ceil(count / 40)
+        assert len(daily(sim.requests)) == math.ceil(count / 40)
+        assert len(monthly(sim.requests)) == math.ceil(len(sim.monthly_rows(first.replace(day=1), last)) / 40)
+        assert len(sim.requests) == CASE.min_requests(sim, first, last)
         assert all(r.one("page_size") == "100" for r in sim.requests)
         assert loaded_facts() == truth_rows(sim, first, last)
 
@@ -349,7 +361,8 @@ def test_next_and_previous_links_present_or_absent(monkeypatch, links):
         assert ("next" in body and "previous" in body) is links
         configure(monkeypatch, sim)
         run(start_date=first, end_date=last)
-        assert len(sim.requests) - 1 == math.ceil(len(sim.rows(first, last)) / 100)
+        # the request above sent no granularity: only the source's own are daily
+        assert len(daily(sim.requests)) == math.ceil(len(sim.rows(first, last)) / 100)
         assert loaded_facts() == truth_rows(sim, first, last)
 
 

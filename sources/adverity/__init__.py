@@ -1,9 +1,11 @@
-"""Adverity: daily row usage per workspace and datastream, from the customer's own instance."""
+"""Adverity: daily and monthly row usage per workspace and datastream, from the customer's own
+instance."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator, Optional, Union
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import dlt
 import pyarrow as pa
@@ -33,11 +35,15 @@ def adverity_source(
     lookback_days: int = 2,
     auth_scheme: str = settings.DEFAULT_AUTH_SCHEME,
 ):
-    """Loads Adverity's daily usage (`GET /api/v1/usage/`) into the raw table `usage`.
+    """Loads Adverity's usage (`GET /api/v1/usage/`) into the raw tables `usage` (daily) and
+    `monthly_usage` (the API's own monthly figures).
 
-    One row per day × workspace × datastream with `unique_rows` and `total_rows`, for the key's
-    workspace and every workspace beneath it. Rows the API cannot charge to a datastream keep
-    `datastream_id` null and get `datastream_key = 'unattributed'`.
+    `usage`: one row per day × workspace × datastream with `unique_rows` and `total_rows`, for
+    the key's workspace and every workspace beneath it. `monthly_usage`: one row per month ×
+    workspace × datastream, for every month the run's days touch, read whole (month to date for
+    the current one): unique rows are counted per month, so a month is not the sum of its days.
+    Rows the API cannot charge to a datastream keep `datastream_id` null and get
+    `datastream_key = 'unattributed'`.
 
     Args:
         api_key: the instance's API key (SOURCES__ADVERITY__API_KEY).
@@ -58,10 +64,25 @@ def adverity_source(
     headers = helpers.auth_header(api_key, auth_scheme)
     first = windows.parse_day(start_date, "SOURCES__ADVERITY__START_DATE") if start_date else windows.default_start_date()
     last = windows.parse_day(end_date, "end_date") if end_date else None
-    # no rate limiter: none is documented; one call at a time holds because the single resource
-    # pages sequentially (it is not parallelized)
-    client = ProviderClient(helpers.PROVIDER, base_url, headers, key_setting=settings.API_KEY_SETTING)
-    return usage_resource(client, first, last, lookback_days)
+    # no rate limiter: none is documented; one call at a time is asked for, and the two
+    # resources (dlt takes turns between them) share one client whose calls wait for each other
+    client = one_call_at_a_time(ProviderClient(helpers.PROVIDER, base_url, headers, key_setting=settings.API_KEY_SETTING))
+    return usage_resource(client, first, last, lookback_days), monthly_resource(client, first, last, lookback_days)
+
+
+def one_call_at_a_time(client: ProviderClient) -> ProviderClient:
+    """`client` with each call (its retries included) waiting for the one in flight: the daily
+    pages read ahead on a thread of their own while dlt may already be running the monthly
+    resource, and Adverity asks for one call at a time."""
+    session = client.rest.session
+    send, lock = session.send, threading.Lock()
+
+    def send_alone(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return send(*args, **kwargs)
+
+    session.send = send_alone  # type: ignore[method-assign]
+    return client
 
 
 def usage_resource(client: ProviderClient, first: dt.date, last: Optional[dt.date], lookback_days: int):
@@ -101,6 +122,55 @@ def usage_resource(client: ProviderClient, first: dt.date, last: Optional[dt.dat
             yield helpers.usage_table(rows)
 
     return usage
+
+
+def monthly_resource(client: ProviderClient, first: dt.date, last: Optional[dt.date], lookback_days: int):
+    """The `monthly_usage` resource: the months of each run's days, read whole.
+
+    Its rows are months and carry no day cursor: a cursor on the month would drop every month
+    whose 1st comes before the run's first day, and would stop at the current month's 1st. The
+    cursor is held by `monthly_usage_days`, which loads nothing and hands the run's day window
+    on; it moves like the daily table's (same start, lookback and end), so both read the same
+    days.
+    """
+
+    @dlt.resource(name=settings.MONTHLY_WINDOW, selected=False)
+    def monthly_usage_days(usage_date=windows.day_cursor(first, last, lookback_days)) -> Iterator[Dict[str, Any]]:
+        """The run's day window, once; its last day is where the cursor moves to."""
+        window = windows.range_to_load(usage_date)
+        if window is not None:
+            yield {"usage_date": window.last, "window": window}
+
+    @dlt.transformer(
+        name=settings.MONTHLY_TABLE,
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        merge_key=list(settings.MONTHLY_MERGE_KEY),
+        columns=row_key_hints(settings.MONTHLY_PRIMARY_KEY),
+    )
+    def monthly_usage(days: Dict[str, Any]) -> Iterator[pa.Table]:
+        """One row per month × workspace × datastream of every month the window touches: one
+        request range from the 1st of its first month through the end of its last (yesterday
+        for the current month), paged by page number to the body's `count`."""
+        window = days["window"]
+        months = helpers.months_of(window)
+        fetched_at = windows.utc_now()
+        pages = client.paginate(
+            settings.USAGE_PATH,
+            params=helpers.monthly_params(months),
+            paginator=helpers.CountPaginator(settings.PAGE_SIZE),
+            data_selector=ITEMS,
+            window=f"{months} ({settings.MONTHLY_GRANULARITY})",
+        )
+        rows: List[Dict[str, Any]] = []
+        for page in pages:
+            rows += helpers.flatten_monthly_page(page, months, fetched_at)
+            if len(rows) >= BATCH_ROWS:
+                yield helpers.usage_table(rows, settings.MONTHLY_SCHEMA)
+                rows = []
+        if rows:
+            yield helpers.usage_table(rows, settings.MONTHLY_SCHEMA)
+
+    return monthly_usage_days | monthly_usage
 
 
 def _check_settings(lookup) -> None:

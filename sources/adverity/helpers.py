@@ -95,6 +95,29 @@ def usage_params(window: windows.Window, now: Optional[dt.datetime] = None) -> D
     }
 
 
+def month_end(day: dt.date) -> dt.date:
+    """The last day of `day`'s month."""
+    following = (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return following - windows.ONE_DAY
+
+
+def months_of(window: windows.Window, now: Optional[dt.datetime] = None) -> windows.Window:
+    """The days of every month `window` touches, whole: from the 1st of its first month to the
+    last day of its last month, but never past yesterday (the current month is month to date).
+    One request range for all of them: the monthly answer has one item per month."""
+    return windows.Window(window.first.replace(day=1), min(month_end(window.last), windows.last_complete_day(now)))
+
+
+def monthly_params(months: windows.Window) -> Dict[str, Any]:
+    """Query of the monthly figures of `months` (from `months_of`). The paginator adds `page`."""
+    return {
+        "granularity": settings.MONTHLY_GRANULARITY,
+        "date_from": months.first.isoformat(),
+        "date_to": months.last.isoformat(),
+        "page_size": settings.PAGE_SIZE,
+    }
+
+
 def _required(item: Mapping[str, Any], field: str) -> Any:
     if field not in item:
         raise ProviderError(PROVIDER, f"usage item has no {field!r} field", settings.USAGE_PATH)
@@ -111,57 +134,108 @@ def _count(item: Mapping[str, Any], field: str) -> int:
 
 def _day(item: Mapping[str, Any]) -> dt.date:
     value = _required(item, "date")
+    text = str(value)[:10]
     try:
-        return dt.date.fromisoformat(str(value)[:10])
+        # a monthly item's date may come as the month alone (`2026-03`)
+        return dt.date.fromisoformat(text + "-01" if len(text) == 7 else text)
     except ValueError:
         raise ProviderError(PROVIDER, f"usage item has a malformed 'date': {value!r}", settings.USAGE_PATH) from None
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
+
+
+def _usage_fields(item: Mapping[str, Any]) -> Dict[str, Any]:
+    """The fields a daily and a monthly item share, checked: workspace, datastream (a null id
+    kept null, its key `unattributed`), the two counts."""
+    workspace_id = _required(item, "workspace_id")
+    if workspace_id is None:
+        raise ProviderError(PROVIDER, "usage item has a null 'workspace_id'", settings.USAGE_PATH)
+    datastream_id = _required(item, "datastream_id")
+    datastream_id = None if datastream_id in (None, "") else str(datastream_id)
+    return {
+        "workspace_id": str(workspace_id),
+        "workspace_name": _text(item.get("workspace_name")),
+        "datastream_id": datastream_id,
+        "datastream_key": datastream_id or settings.UNATTRIBUTED,
+        "unique_rows": _count(item, "unique_rows"),
+        "total_rows": _count(item, "total_rows"),
+    }
 
 
 def flatten_usage_page(items: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
     """Rows of the raw `usage` table from one page's `items`.
 
     A null `datastream_id` (usage no datastream can be charged with) is kept null; the key column
-    `datastream_key` says `unattributed` instead. Fields the API adds are ignored; a missing
-    required field is an error that names it.
+    `datastream_key` says `unattributed` instead. `datastream_name` is kept should an item carry
+    one (none does today); other fields the API adds are ignored, and a missing required field
+    is an error that names it.
     """
     rows = []
     for item in items:
-        workspace_id = _required(item, "workspace_id")
-        if workspace_id is None:
-            raise ProviderError(PROVIDER, "usage item has a null 'workspace_id'", settings.USAGE_PATH)
-        datastream_id = _required(item, "datastream_id")
-        datastream_id = None if datastream_id in (None, "") else str(datastream_id)
-        workspace_name = item.get("workspace_name")
+        fields = _usage_fields(item)
         rows.append(
             {
                 "usage_date": _day(item),
-                "workspace_id": str(workspace_id),
-                "workspace_name": None if workspace_name is None else str(workspace_name),
-                "datastream_id": datastream_id,
-                "datastream_key": datastream_id or settings.UNATTRIBUTED,
-                "unique_rows": _count(item, "unique_rows"),
-                "total_rows": _count(item, "total_rows"),
+                **{name: fields[name] for name in ("workspace_id", "workspace_name", "datastream_id", "datastream_key")},
+                "datastream_name": _text(item.get("datastream_name")),
+                "unique_rows": fields["unique_rows"],
+                "total_rows": fields["total_rows"],
             }
         )
     return rows
 
 
-def usage_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    """An Arrow table of `usage` rows with the raw table's explicit schema."""
-    return pa.Table.from_pylist(list(rows), schema=settings.USAGE_SCHEMA)
+def flatten_monthly_page(items: Sequence[Mapping[str, Any]], months: windows.Window,
+                         fetched_at: dt.datetime) -> List[Dict[str, Any]]:
+    """Rows of the raw `monthly_usage` table from one page of the monthly answer for `months`
+    (from `months_of`): the month (its 1st), the same fields as a daily row, and `through_date`,
+    the last day the figure covers. An item of a month not asked for is dropped."""
+    rows = []
+    for item in items:
+        month = _day(item).replace(day=1)
+        if not months.first <= month <= months.last:
+            continue
+        rows.append(
+            {
+                "usage_month": month,
+                **_usage_fields(item),
+                "through_date": min(month_end(month), months.last),
+                "fetched_at": fetched_at,
+            }
+        )
+    return rows
+
+
+def usage_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema = settings.USAGE_SCHEMA) -> pa.Table:
+    """An Arrow table of `usage` rows (or of `monthly_usage` rows with its schema) with the raw
+    table's explicit schema."""
+    return pa.Table.from_pylist(list(rows), schema=schema)
 
 
 # -- the fewest requests -----------------------------------------------------------------------
+def _pages(n_rows: int, served: int) -> int:
+    """Pages of one paging run: only the last one short, and one (empty) when nothing matches."""
+    return max(1, -(-n_rows // served))
+
+
 def min_requests(simulator: Any, first: dt.date, last: dt.date) -> int:
-    """The fewest requests Adverity's rules allow for first..last from `simulator`'s rows: each
-    window of `settings.LIMITS` (no range limit is documented: one for the whole range) paged at
+    """The fewest requests Adverity's rules allow for first..last from `simulator`'s rows: the
+    daily pages of each window of `settings.LIMITS` (no range limit is documented: one for the
+    whole range), then the monthly pages of every month the days touch (one range), paged at
     the page size the server really serves (PAGE_SIZE asked, clamped to its `max_page_size`),
     only the last page short; the rows are the server's, which never lists today."""
     served = min(settings.PAGE_SIZE, simulator.max_page_size)
-    return sum(max(1, -(-len(simulator.rows(window.first, window.last)) // served))
-               for window in settings.LIMITS.windows(first, last))
+    daily = sum(_pages(len(simulator.rows(window.first, window.last)), served)
+                for window in settings.LIMITS.windows(first, last))
+    last = min(last, windows.last_complete_day())
+    if first > last:
+        return daily
+    months = months_of(windows.Window(first, last))
+    return daily + _pages(len(simulator.monthly_rows(months.first, months.last)), served)
 
 
 def longest_chain(simulator: Any, first: dt.date, last: dt.date) -> int:
-    """Every request: Adverity asks for one call at a time."""
+    """Every request: Adverity asks for one call at a time, the daily and monthly pages alike."""
     return min_requests(simulator, first, last)

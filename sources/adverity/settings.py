@@ -22,6 +22,7 @@ AUTH_SCHEMES = ("Token", "Bearer")
 DEFAULT_AUTH_SCHEME = "Token"
 
 GRANULARITY = "daily"
+MONTHLY_GRANULARITY = "monthly"
 PAGE_SIZE = 100
 """The API's documented maximum; pages are numbered from 1."""
 FIRST_PAGE = 1
@@ -50,10 +51,38 @@ USAGE_SCHEMA = pa.schema(
         pa.field("workspace_name", pa.string()),
         pa.field("datastream_id", pa.string()),  # null kept as the API sends it
         pa.field("datastream_key", pa.string(), nullable=False),
+        pa.field("datastream_name", pa.string()),  # not sent today; kept should the API add it
         pa.field("unique_rows", pa.int64(), nullable=False),
         pa.field("total_rows", pa.int64(), nullable=False),
     ]
 )
+
+MONTHLY_TABLE = "monthly_usage"
+MONTHLY_WINDOW = "monthly_usage_days"
+"""The resource that holds the monthly table's `usage_date` cursor (the days a run covers, as
+the daily table's) and hands each run's day window to `monthly_usage`; it loads no table."""
+MONTHLY_PRIMARY_KEY = ("usage_month", "workspace_id", "datastream_key")
+MONTHLY_MERGE_KEY = ("usage_month",)
+"""A month read again replaces all its rows: a month-to-date figure gives way to a later one."""
+MONTHLY_SCHEMA = pa.schema(
+    [
+        pa.field("usage_month", pa.date32(), nullable=False),  # the month's 1st
+        pa.field("workspace_id", pa.string(), nullable=False),
+        pa.field("workspace_name", pa.string()),
+        pa.field("datastream_id", pa.string()),  # null kept as the API sends it
+        pa.field("datastream_key", pa.string(), nullable=False),
+        pa.field("unique_rows", pa.int64(), nullable=False),
+        pa.field("total_rows", pa.int64(), nullable=False),
+        pa.field("through_date", pa.date32(), nullable=False),
+        pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+"""The raw `monthly_usage` table, one row per month x workspace x datastream. `through_date` is
+the last day the figure covers: the month's last day, or yesterday for the current month.
+
+No `usage_date` column: the completeness and model runner take every raw table with one for a
+table of days, and would count each month's 1st as a day loaded (and, seeding coverage from the
+raw tables, start an account on the 1st of its first month)."""
 
 LIMITS = windows.ApiLimits()
 """What the API serves, as the day arithmetic of plans, refusals and chunks asks it."""
