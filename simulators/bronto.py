@@ -1,18 +1,23 @@
-"""Bronto (logs platform): organization usage over time, cut into time slices.
+"""Bronto (logs platform): usage over time, cut into time slices, per organization and per log.
 
 Faithful to the documented API: `GET /usage` takes only a relative `time_range` (`Last <n>
 <unit>`) that ends at the server's "now", cut into `num_of_slices` (max 720) slices whose
 boundaries follow the request time, not UTC midnight; `GET /usage/organizations/logs` takes an
-absolute `from_ts`/`to_ts` window and answers the top N logs. Auth header `X-BRONTO-API-KEY`;
-errors `{"code", "type", "correlation_id", "details"}`; 100 requests per 5 minutes announced by
-`RateLimit-*` headers, and a 429 carries `RateLimit-Reset` but no `Retry-After`.
+absolute `from_ts`/`to_ts` window (`num_of_slices` 1..1440) and answers the top `limit` logs
+(1..500, default 50) of the window by bytes. Auth header `X-BRONTO-API-KEY`; errors `{"code",
+"type", "correlation_id", "details"}`; 100 requests per 5 minutes announced by `RateLimit-*`
+headers, and a 429 carries `RateLimit-Reset` but no `Retry-After`.
 
 Data model: per usage type, a byte rate and an event rate that are constant within each UTC
 day (deterministic from the seed and the day), so the bytes of any interval are an exact
-integral and `truth()` gives each day's exact bytes. Choices where the documentation is silent:
-`time_range` is required; `/usage` rejects absolute `from_ts`/`to_ts`; slice boundaries are
-`start + floor(i * range / n)` milliseconds; `/usage/organizations/logs` defaults `usage_type` to
-`ingestion`.
+integral. The organization's logs share each day's bytes and events by fixed weights: the
+`n_logs` logs write every day; on a crowded day (`crowded_days`, for `crowded_usage_types`)
+another `crowd_logs` small logs write too, so the day has more logs than the endpoint lists.
+Choices where the documentation is silent: `time_range` is required; `/usage` rejects absolute
+`from_ts`/`to_ts`; slice boundaries are `start + floor(i * range / n)` milliseconds;
+`/usage/organizations/logs` defaults `usage_type` to `ingestion`, lists only logs that wrote in
+the window (a listed log's slices of days it did not write are zero), ordered by bytes, ties by
+key.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from simulators.base import Request, Response, Simulator, TokenBucket, day_start
 
@@ -37,6 +42,8 @@ DEFAULT_LOG_LIMIT = 50
 BASE_BYTE_RATE = {"ingestion": 12_000.0, "search": 40_000.0, "export": 1_500.0}
 BASE_EVENT_RATE = {"ingestion": 25.0, "search": 0.05, "export": 0.01}
 LOG_NAMES = ("api-gateway", "billing-service", "auth", "ingest-workers", "web-frontend", "audit", "cron", "edge-proxy")
+CROWD_WEIGHT = 0.02
+"""A crowd log's weight beside a regular log's 0.2..1.2: short-lived logs that write little."""
 
 RANGE_PATTERN = re.compile(r"^last\s+(\d+)\s+(minute|minutes|hour|hours|day|days)$", re.IGNORECASE)
 UNIT_MS = {"minute": 60_000, "hour": 3_600_000, "day": MS_PER_DAY}
@@ -102,20 +109,30 @@ def int_param(request: Request, name: str, low: int, high: int, default: Optiona
 class BrontoSimulator(Simulator):
     """Bronto's usage API for one organization.
 
-    Size/quirk parameters: `n_logs` (logs the organization writes to), `list_body` (answer a
-    single usage type as a one-element JSON list too), `numbers_as_strings` (`@timestamp`,
-    `count`, `value` as strings like the vendor's example, or as numbers like its schema),
-    `rate_limit`/`rate_period_s` (100 per 300 s documented), `unprivileged_key` (a key that
-    authenticates but lacks the usage privilege: 403).
+    Size/quirk parameters: `n_logs` (logs the organization writes to every day),
+    `crowded_days` (days on which `crowd_logs` more logs write, default the endpoint's limit, so
+    that the day lists more logs than one request can answer), `crowded_usage_types` (the usage
+    types crowded on those days, default all), `list_body` (answer a single usage type as a
+    one-element JSON list too), `numbers_as_strings` (`@timestamp`, `count`, `value` as strings
+    like the vendor's example, or as numbers like its schema), `rate_limit`/`rate_period_s`
+    (100 per 300 s documented), `unprivileged_key` (a key that authenticates but lacks the usage
+    privilege: 403).
+
+    `organization_named` says whether a /usage answer has named the organization (its id) to
+    a client yet: a source that keeps the id needs no request for it afterwards.
     """
 
     provider = "bronto"
 
     def __init__(self, api_key: str, seed: int = 0, latency_ms: float = 0.0, port: int = 0, clock=None,
-                 n_logs: int = 4, list_body: bool = False, numbers_as_strings: bool = True,
-                 rate_limit: int = 100, rate_period_s: float = 300.0, unprivileged_key: Optional[str] = None):
+                 n_logs: int = 4, crowded_days: Iterable[dt.date] = (), crowd_logs: int = MAX_LOG_LIMIT,
+                 crowded_usage_types: Sequence[str] = USAGE_TYPES, list_body: bool = False,
+                 numbers_as_strings: bool = True, rate_limit: int = 100, rate_period_s: float = 300.0,
+                 unprivileged_key: Optional[str] = None):
         super().__init__(api_key, seed=seed, latency_ms=latency_ms, port=port, clock=clock)
         self.n_logs = n_logs
+        self.crowded_days = frozenset(crowded_days)
+        self.crowded_usage_types = frozenset(crowded_usage_types)
         self.list_body = list_body
         self.numbers_as_strings = numbers_as_strings
         self.rate_limit = rate_limit
@@ -123,7 +140,11 @@ class BrontoSimulator(Simulator):
         self.unprivileged_key = unprivileged_key
         self.bucket = TokenBucket(rate_limit, rate_period_s)
         self.org_id = self._uuid("organization")
-        self.logs = self._make_logs()
+        self.logs = self._make_logs(n_logs)
+        self.crowd = self._make_logs(crowd_logs, crowd=True)
+        self._weights: Dict[bool, Optional[float]] = {False: None, True: None}
+        """The total weight of the logs writing on a day, by whether the day is crowded (filled once)."""
+        self.organization_named = False
         self._errors = 0
         self.routes["/usage"] = self._usage
         self.routes["/usage/organizations/logs"] = self._logs_usage
@@ -136,11 +157,35 @@ class BrontoSimulator(Simulator):
     def _unit(self, *parts: Any) -> float:
         return self.rand(*parts) / 2.0**64
 
-    def _make_logs(self) -> List[Dict[str, Any]]:
-        weights = [0.2 + self._unit("log-weight", i) for i in range(self.n_logs)]
-        total = sum(weights)
-        return [{"key": self._uuid("log", i), "name": f"{LOG_NAMES[i % len(LOG_NAMES)]}-{i + 1}", "share": w / total}
-                for i, w in enumerate(weights)]
+    def _make_logs(self, n: int, crowd: bool = False) -> List[Dict[str, Any]]:
+        if crowd:
+            return [{"key": self._uuid("crowd-log", i), "name": f"burst-{i + 1}", "crowd": True,
+                     "weight": CROWD_WEIGHT * (0.5 + self._unit("crowd-weight", i))} for i in range(n)]
+        return [{"key": self._uuid("log", i), "name": f"{LOG_NAMES[i % len(LOG_NAMES)]}-{i + 1}",
+                 "weight": 0.2 + self._unit("log-weight", i)} for i in range(n)]
+
+    def crowded(self, usage_type: str, day: dt.date) -> bool:
+        return day in self.crowded_days and usage_type in self.crowded_usage_types
+
+    def logs_writing(self, usage_type: str, day: dt.date) -> List[Dict[str, Any]]:
+        """The logs that write `usage_type` bytes on `day`."""
+        return self.logs + self.crowd if self.crowded(usage_type, day) else self.logs
+
+    def share(self, log: Dict[str, Any], usage_type: str, day: dt.date) -> float:
+        """The log's part of the organization's bytes and events of that day (0 when it did not write)."""
+        crowded = self.crowded(usage_type, day)
+        total = self._weights[crowded]
+        if total is None:
+            writing = self.logs + self.crowd if crowded else self.logs
+            total = self._weights[crowded] = sum(other["weight"] for other in writing)
+        if not crowded and log.get("crowd"):
+            return 0.0
+        return log["weight"] / total
+
+    def logs_listed(self, usage_type: str, first: dt.date, last: dt.date) -> int:
+        """How many logs `/usage/organizations/logs` lists for first..last at its largest `limit`."""
+        keys = {log["key"] for day in _days(first, last) for log in self.logs_writing(usage_type, day)}
+        return min(MAX_LOG_LIMIT, len(keys))
 
     def byte_rate(self, usage_type: str, day: dt.date) -> float:
         """Bytes per second, constant within the UTC day (±15 % around the type's average)."""
@@ -149,7 +194,9 @@ class BrontoSimulator(Simulator):
     def event_rate(self, usage_type: str, day: dt.date) -> float:
         return BASE_EVENT_RATE[usage_type] * (0.85 + 0.3 * self._unit("events", usage_type, day.isoformat()))
 
-    def _integral(self, rate, usage_type: str, start_ms: float, end_ms: float) -> float:
+    def _integral(self, rate, usage_type: str, start_ms: float, end_ms: float,
+                  weight: Optional[Callable[[dt.date], float]] = None) -> float:
+        """The rate's integral over `[start_ms, end_ms)`, each day's part times `weight(day)`."""
         total = 0.0
         day = from_ms(start_ms).date()
         while True:
@@ -158,7 +205,8 @@ class BrontoSimulator(Simulator):
             if low >= end_ms:
                 break
             if high > low:
-                total += rate(usage_type, day) * (high - low) / 1000.0
+                part = rate(usage_type, day) * (high - low) / 1000.0
+                total += part * weight(day) if weight is not None else part
             day += dt.timedelta(days=1)
         return total
 
@@ -166,17 +214,28 @@ class BrontoSimulator(Simulator):
         """The exact bytes of `[start, end)`: what any slice covering that interval reports."""
         return self._integral(self.byte_rate, usage_type, _ms(start), _ms(end))
 
+    def log_bytes(self, log: Dict[str, Any], usage_type: str, day: dt.date) -> float:
+        """The log's exact bytes of the UTC day: what a slice of that whole day reports."""
+        low = epoch_ms(day_start(day))
+        return self._integral(self.byte_rate, usage_type, low, low + MS_PER_DAY,
+                              lambda d: self.share(log, usage_type, d))
+
     def truth(self, first: dt.date, last: dt.date) -> List[Dict[str, Any]]:
+        """The facts the contract asks for: each log's exact bytes of each day (resource_type
+        `log`); a day that has as many logs as the endpoint's limit or more cannot be had per log,
+        so it is one `organization` row with the organization's bytes."""
         rows = []
-        day = first
-        while day <= last:
+        for day in _days(first, last):
             for usage_type in USAGE_TYPES:
-                rows.append({
-                    "usage_date": day, "account_id": self.org_id, "resource_type": "organization",
-                    "resource_id": self.org_id, "metric": f"{usage_type}_bytes",
-                    "quantity": self.byte_rate(usage_type, day) * 86_400,
-                })
-            day += dt.timedelta(days=1)
+                common = {"usage_date": day, "account_id": self.org_id, "metric": f"{usage_type}_bytes"}
+                writing = self.logs_writing(usage_type, day)
+                if len(writing) >= MAX_LOG_LIMIT:
+                    rows.append({**common, "resource_type": "organization", "resource_id": self.org_id,
+                                 "resource_name": None, "quantity": self.byte_rate(usage_type, day) * 86_400})
+                    continue
+                for log in writing:
+                    rows.append({**common, "resource_type": "log", "resource_id": log["key"],
+                                 "resource_name": log["name"], "quantity": self.log_bytes(log, usage_type, day)})
         return rows
 
     # -- protocol --------------------------------------------------------------------------------
@@ -226,13 +285,14 @@ class BrontoSimulator(Simulator):
     def _number(self, value: Any) -> Any:
         return str(value) if self.numbers_as_strings else value
 
-    def _series(self, usage_type: str, start_ms: int, end_ms: int, n: int, share: float = 1.0) -> List[Dict[str, Any]]:
+    def _series(self, usage_type: str, start_ms: int, end_ms: int, n: int,
+                weight: Optional[Callable[[dt.date], float]] = None) -> List[Dict[str, Any]]:
         span = end_ms - start_ms
         bounds = [start_ms + (i * span) // n for i in range(n + 1)]
         series = []
         for low, high in zip(bounds, bounds[1:]):
-            value = self._integral(self.byte_rate, usage_type, low, high) * share
-            count = round(self._integral(self.event_rate, usage_type, low, high) * share)
+            value = self._integral(self.byte_rate, usage_type, low, high, weight)
+            count = round(self._integral(self.event_rate, usage_type, low, high, weight))
             series.append({"@time": java_time(low), "@timestamp": str(low) if self.numbers_as_strings else low,
                            "count": self._number(count), "value": self._number(float(value)), "quantiles": {}})
         return series
@@ -274,9 +334,12 @@ class BrontoSimulator(Simulator):
         start_ms = end_ms - range_ms
         delta = self._delta_window(request, start_ms, range_ms)
         if usage_type is None:
-            return Response(200, [self._usage_object(t, start_ms, end_ms, n, delta) for t in USAGE_TYPES])
-        body = self._usage_object(usage_type, start_ms, end_ms, n, delta)
-        return Response(200, [body] if self.list_body else body)
+            body: Any = [self._usage_object(t, start_ms, end_ms, n, delta) for t in USAGE_TYPES]
+        else:
+            body = self._usage_object(usage_type, start_ms, end_ms, n, delta)
+            body = [body] if self.list_body else body
+        self.organization_named = True
+        return Response(200, body)
 
     def _delta_window(self, request: Request, start_ms: int, range_ms: int) -> Optional[Tuple[int, int]]:
         """The comparison window: absolute delta_from_ts/delta_to_ts, or the relative
@@ -315,18 +378,34 @@ class BrontoSimulator(Simulator):
         n = int_param(request, "num_of_slices", 1, MAX_LOG_SLICES, default_slices(end_ms - start_ms, MAX_LOG_SLICES))
         limit = int_param(request, "limit", 1, MAX_LOG_LIMIT, DEFAULT_LOG_LIMIT)
         groups = []
-        for log in self.logs:
-            series = self._series(usage_type, start_ms, end_ms, n, share=log["share"])
+        for log in self._logs_between(usage_type, start_ms, end_ms):
+            series = self._series(usage_type, start_ms, end_ms, n, lambda day, log=log: self.share(log, usage_type, day))
             groups.append({
                 "key": log["key"], "name": log["name"],
                 "count": self._number(sum(int(s["count"]) for s in series)),
                 "value": self._number(sum(float(s["value"]) for s in series)),
                 "series_resolution_ms": (end_ms - start_ms) // n, "timeseries": series,
             })
-        groups.sort(key=lambda g: -float(g["value"]))
+        groups.sort(key=lambda g: (-float(g["value"]), g["key"]))
         body = {"name": f"{usage_type}_logs_usage", "filter": f"usage_type = '{usage_type}'", "stat": "SUM",
                 "key": "bytes_total", "is_exact": True, "groups_series": groups[:limit]}
         return Response(200, body)
+
+    def _logs_between(self, usage_type: str, start_ms: int, end_ms: int) -> List[Dict[str, Any]]:
+        """The logs that wrote within `[start_ms, end_ms)`, each once."""
+        first, last = from_ms(start_ms).date(), from_ms(end_ms - 1).date()
+        seen: Dict[str, Dict[str, Any]] = {}
+        for day in _days(first, last):
+            for log in self.logs_writing(usage_type, day):
+                seen.setdefault(log["key"], log)
+        return list(seen.values())
+
+
+def _days(first: dt.date, last: dt.date) -> Iterable[dt.date]:
+    day = first
+    while day <= last:
+        yield day
+        day += dt.timedelta(days=1)
 
 
 def _ms(instant: dt.datetime) -> float:
