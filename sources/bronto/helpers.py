@@ -1,15 +1,21 @@
-"""Bronto requests and the pure functions that turn a /usage body into daily rows.
+"""Bronto requests and the pure functions that turn its bodies into daily rows.
 
-/usage has no absolute window and no paging: one request per usage type answers one page that
-covers `Last <n> minutes` up to the server's "now", cut into slices whose boundaries follow the
-request time. So the source asks for a window that starts just before the first day's midnight,
-and splits the slices into UTC days here: a slice straddling midnight is shared between the two
-days in proportion to time.
+/usage/organizations/logs takes an absolute window: asked from midnight to midnight in one
+slice per UTC day, it gives each log's exact bytes of each day (`flatten_logs_usage`), unless
+it lists as many logs as its `limit` allows, when some may be missing.
+
+/usage, the fallback for such a day, has no absolute window and no paging: one request per
+usage type answers one page that covers `Last <n> minutes` up to the server's "now", cut into
+slices whose boundaries follow the request time. So the source asks for a window that starts
+just before the first day's midnight, and splits the slices into UTC days here
+(`flatten_usage`): a slice straddling midnight is shared between the two days in proportion to
+time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -67,7 +73,7 @@ class Slice:
 
 
 class BodyError(ValueError):
-    """A /usage body the source cannot read; the message names the field (and never a
+    """A body the source cannot read; the message names the field (and never a
     credential, even one the body quotes)."""
 
     def __init__(self, message: str):
@@ -196,19 +202,24 @@ def day_rows(slices: Sequence[Slice], first: dt.date, last: dt.date) -> List[Dic
 
 def flatten_usage(body: Any, usage_type: str, range_ms: float, num_of_slices: int,
                   first: dt.date, last: dt.date, fetched_at: dt.datetime) -> List[Dict[str, Any]]:
-    """A /usage body (object or list) to rows of the raw table for the covered days of first..last."""
+    """A /usage body (object or list) to rows of the raw table for the covered days of first..last:
+    the organization's slices, split into days."""
     usage = select_usage(body, usage_type)
     organization = organization_id(usage)
-    is_exact = usage.get("is_exact")
     common = {
         "organization_id": organization,
         "usage_type": usage_type,
-        "usage_id": usage.get("id"),
-        "usage_name": usage.get("name"),
-        "is_exact": is_exact if isinstance(is_exact, bool) else None,
+        "resource_type": settings.ORGANIZATION,
+        "resource_id": organization,
+        "resource_name": None,
+        "is_exact": _flag(usage.get("is_exact")),
         "fetched_at": fetched_at,
     }
     return [{**common, **row} for row in day_rows(series_slices(usage, range_ms, num_of_slices), first, last)]
+
+
+def _flag(value: Any) -> Optional[bool]:
+    return value if isinstance(value, bool) else None
 
 
 def logs_params(usage_type: str, first: dt.date, last: dt.date) -> Dict[str, Any]:
@@ -223,48 +234,88 @@ def logs_params(usage_type: str, first: dt.date, last: dt.date) -> Dict[str, Any
     }
 
 
-def flatten_logs_usage(body: Any, organization: str, usage_type: str, first: dt.date, last: dt.date,
-                       fetched_at: dt.datetime) -> List[Dict[str, Any]]:
-    """A /usage/organizations/logs body (asked with `logs_params`) to rows of the raw table: the
-    logs' day slices summed, one row per day of first..last, exact (no slice straddles midnight).
+@dataclass(frozen=True)
+class LogsUsage:
+    """What one /usage/organizations/logs answer gives: its rows and how many logs it listed."""
 
-    A day no log wrote to counts zero bytes. Slices off the days' midnights, or as many logs as
-    the endpoint's maximum (some may be missing from the sum), are a BodyError.
+    rows: List[Dict[str, Any]]
+    listed: int
+
+    @property
+    def cut(self) -> bool:
+        """Whether logs may be missing: the answer lists as many as the endpoint's limit."""
+        return self.listed >= settings.LOGS_LIMIT
+
+
+def flatten_logs_usage(body: Any, organization: str, usage_type: str, first: dt.date, last: dt.date,
+                       fetched_at: dt.datetime) -> LogsUsage:
+    """A /usage/organizations/logs body (asked with `logs_params`) to rows of the raw table: one
+    row per log and day of first..last that it wrote to, the day's slice whole (exact: no slice
+    straddles midnight). A listed log's day without bytes or events has no row.
+
+    Slices off the days' midnights, a log without a key, or a log or slice listed twice are a
+    BodyError; a figure that is not a finite number too. Whether the list may be cut is the
+    caller's to judge (`LogsUsage.cut`): the rows are exact for the logs listed either way.
     """
     if not isinstance(body, Mapping):
         raise _body_error("groups_series", f"cannot be read from a {type(body).__name__} body")
     groups = body.get("groups_series")
     if not isinstance(groups, list):
         raise _body_error("groups_series", "is missing or not a list")
-    if len(groups) >= settings.LOGS_LIMIT:
-        raise BodyError(
-            f"{settings.LOGS_USAGE_PATH} lists {len(groups)} logs, its maximum, so logs beyond them may be "
-            f"missing from the total; backfill days of the last {settings.EXACT_RELATIVE_DAYS} days, which "
-            f"{settings.USAGE_PATH} answers for the whole organization"
-        )
-    days = list(windows.days(first, last))
-    totals = {to_ms(windows.midnight(day)): [0.0, 0] for day in days}
-    for group in groups:
-        series = group.get("timeseries") if isinstance(group, Mapping) else None
-        if not isinstance(series, list):
-            raise _body_error("groups_series[].timeseries", "is missing or not a list")
-        for entry in series:
-            start = _number(entry, "@timestamp", LOG_SLICE)
-            if start not in totals:
-                raise _body_error(f"{LOG_SLICE}.@timestamp", f"is not a UTC midnight of {first}..{last} (got {int(start)})")
-            totals[start][0] += _number(entry, "value", LOG_SLICE)
-            totals[start][1] += int(round(_number(entry, "count", LOG_SLICE)))
-    is_exact = body.get("is_exact")
+    midnights = {to_ms(windows.midnight(day)): day for day in windows.days(first, last)}
     common = {
         "organization_id": organization,
         "usage_type": usage_type,
-        "usage_id": f"{organization}#{usage_type}-logs_usage",
-        "usage_name": body.get("name"),
-        "is_exact": is_exact if isinstance(is_exact, bool) else None,
+        "resource_type": settings.LOG,
+        "is_exact": _flag(body.get("is_exact")),
         "fetched_at": fetched_at,
     }
-    slices = [Slice(start, start + MS_PER_DAY, value, count) for start, (value, count) in sorted(totals.items())]
-    return [{**common, **row} for row in day_rows(slices, first, last)]
+    rows: List[Dict[str, Any]] = []
+    logs = set()
+    for group in groups:
+        log_id = group.get("key") if isinstance(group, Mapping) else None
+        if not isinstance(log_id, str) or not log_id:
+            raise _body_error("groups_series[].key", f"is not a log id (got {str(log_id)[:40]!r})")
+        if log_id in logs:
+            raise _body_error("groups_series[].key", f"lists log {log_id!r} twice")
+        logs.add(log_id)
+        series = group.get("timeseries")
+        if not isinstance(series, list):
+            raise _body_error("groups_series[].timeseries", "is missing or not a list")
+        name = group.get("name")
+        seen = set()
+        for entry in series:
+            if not isinstance(entry, Mapping):
+                raise _body_error(LOG_SLICE, f"is not an object (got {str(entry)[:40]!r})")
+            start = _number(entry, "@timestamp", LOG_SLICE)
+            if start not in midnights:
+                raise _body_error(f"{LOG_SLICE}.@timestamp", f"is not a UTC midnight of {first}..{last} (got {int(start)})")
+            if start in seen:
+                raise _body_error(f"{LOG_SLICE}.@timestamp", f"repeats {int(start)} for log {log_id!r}")
+            seen.add(start)
+            value = _number(entry, "value", LOG_SLICE)
+            count = int(round(_number(entry, "count", LOG_SLICE)))
+            if value == 0 and count == 0:
+                continue
+            rows.append({
+                **common,
+                "usage_date": midnights[start],
+                "resource_id": log_id,
+                "resource_name": str(name) if name is not None else None,
+                "slice_start": from_ms(start),
+                "slice_end": from_ms(start + MS_PER_DAY),
+                "slice_bytes": value,
+                "slice_count": count,
+                "day_bytes": value,
+                "day_count": float(count),
+            })
+    return LogsUsage(rows, len(groups))
+
+
+def key_fingerprint(base_url: str, api_key: str) -> str:
+    """A short digest of the API host and key, never the key: it tells whether the organization
+    id kept in the state was learnt with the key in use."""
+    return hashlib.blake2b(f"{base_url.rstrip('/')}\n{api_key}".encode(), digest_size=8, person=b"bronto-org").hexdigest()
 
 
 def usage_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
@@ -273,12 +324,45 @@ def usage_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
 
 
 # -- the fewest requests -----------------------------------------------------------------------
+def _requests_by_type(simulator: Any, usage_type: str, first: dt.date, last: dt.date):
+    """(logs requests, cut days, per-day requests needed) of one usage type over first..last."""
+    requests, cut, by_day = 0, [], False
+    for piece in windows.split(first, last, settings.LOGS_MAX_SLICES):
+        requests += 1
+        if simulator.logs_listed(usage_type, piece.first, piece.last) < settings.LOGS_LIMIT:
+            continue
+        if piece.n_days > 1:
+            requests += piece.n_days
+            by_day = True
+        cut += [day for day in windows.days(piece.first, piece.last)
+                if simulator.logs_listed(usage_type, day, day) >= settings.LOGS_LIMIT]
+    return requests, cut, by_day
+
+
 def min_requests(simulator: Any, first: dt.date, last: dt.date) -> int:
-    """One /usage request per usage type: a window ending now fits in one request whatever its
-    length (720 slices at most), so the days loaded do not change the count."""
-    return len(settings.USAGE_TYPES)
+    """Per usage type, one /usage/organizations/logs request per 1440 days (one slice per day);
+    a window listing the endpoint's limit of logs is asked again day by day (one request per
+    day: an organization with that many logs usually has them every day), and the usage type's
+    days that still list the limit take one /usage request for all of them. Plus one minute of
+    /usage to learn the organization id, until a run has kept it: the simulator says whether
+    it ever named it (`organization_named`)."""
+    total = 0 if getattr(simulator, "organization_named", False) else 1
+    for usage_type in settings.USAGE_TYPES:
+        requests, cut, _ = _requests_by_type(simulator, usage_type, first, last)
+        total += requests + (1 if cut else 0)
+    return total
 
 
 def longest_chain(simulator: Any, first: dt.date, last: dt.date) -> int:
-    """One: the usage types are independent of each other."""
-    return 1
+    """The requests one after another: the first one alone (the organization probe, or the first
+    logs request once the id is kept), so that a rejected key fails after one request; then the
+    other logs requests at once; the day-by-day requests of windows listing the limit; the
+    /usage requests for the days that still do."""
+    known = getattr(simulator, "organization_named", False)
+    logs_requests, by_day, cut = 0, False, False
+    for usage_type in settings.USAGE_TYPES:
+        _, cut_days, per_day = _requests_by_type(simulator, usage_type, first, last)
+        logs_requests += len(windows.split(first, last, settings.LOGS_MAX_SLICES))
+        by_day |= per_day
+        cut |= bool(cut_days)
+    return 1 + (not known or logs_requests > 1) + by_day + cut

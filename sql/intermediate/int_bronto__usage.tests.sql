@@ -13,3 +13,9 @@ where usage_date is null
    or resource_type is null
    or resource_id is null
    or metric is null
+
+-- test: one_level_per_day
+select usage_date, account_id, metric
+from analytics.int_bronto__usage
+group by usage_date, account_id, metric
+having min(resource_type) <> max(resource_type)

@@ -1,6 +1,6 @@
--- Bronto's usage slices, one row per organization x usage type x slice. Each slice carries its
--- share of its UTC day (`day_bytes`: a slice that straddles midnight is split in proportion to
--- time), and a day fetched again replaced the day's earlier slices.
+-- Bronto's organization slices as versions before per-log loading stored them (the raw table
+-- `usage_slices`, no longer written; empty in a warehouse that never had it): one row per
+-- organization x usage type x slice, each with its share of its UTC day (`day_bytes`).
 with
 
 source as (

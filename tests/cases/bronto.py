@@ -1,16 +1,15 @@
-"""Bronto in the shared provider suite: relative windows ending "now", slices split into days.
+"""Bronto in the shared provider suite: every day per log, from absolute midnight-to-midnight windows.
 
-Slice boundaries follow the request time, so the server's "now" decides the numbers: the case
-pins one instant (today 07:13:27.481 UTC, off any minute boundary so that slices straddle
-midnight) for both the simulator's clock and the source (`USAGE_NOW`). Days compare with the
-truth within `tolerance`: a slice straddling midnight is shared between the days in proportion
-to time, off by at most a quarter slice × the two days' rate difference (well under 1 % here).
+Each log's bytes of a day are the slice of that whole day, so the days compare with the truth
+exactly (`tolerance` only absorbs float formatting). The organization's /usage, whose slices
+follow the server's "now", is asked only for its id on a first run (and for days whose logs the
+endpoint cannot list whole, which the suite's simulator has none of); the case still pins one
+instant (today 07:13:27.481 UTC) for both the simulator's clock and the source (`USAGE_NOW`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import Counter
 from typing import Dict, List
 
@@ -21,7 +20,6 @@ from sources.bronto import helpers, settings
 from tests.providers import ProviderCase
 
 PINNED_TIME = dt.timedelta(hours=7, minutes=13, seconds=27, milliseconds=481)
-RANGE = re.compile(r"^Last (\d+) minutes?$")
 
 
 def pinned_now() -> dt.datetime:
@@ -39,20 +37,28 @@ def env(sim: Simulator) -> Dict[str, str]:
     return {**sim.source_env(), "USAGE_NOW": pinned_now().isoformat()}
 
 
+def midnight_ms(day: dt.date) -> str:
+    return str(int(helpers.to_ms(windows.midnight(day))))
+
+
 def assert_requests(requests: List[Request], first: dt.date, last: dt.date) -> None:
-    """One /usage request per usage type: a relative `Last <N> minutes` reaching back past
-    first's midnight (never absolute), with `num_of_slices = min(720, N)`."""
+    """A first load of first..last (up to 1440 days, no day with more logs than the limit): one
+    minute of /usage names the organization, then one /usage/organizations/logs request per usage
+    type with `from_ts`/`to_ts` on the midnights around the days, one slice per day and the
+    largest `limit`."""
     assert requests, "no requests"
+    probe, *logs = requests
+    assert probe.path == settings.USAGE_PATH and probe.authorized, probe
+    assert probe.one("time_range") == "Last 1 minute" and probe.one("num_of_slices") == "1", probe.query
     types = Counter()
-    for request in requests:
-        assert request.path == settings.USAGE_PATH, request.path
+    for request in logs:
+        assert request.path == settings.LOGS_USAGE_PATH, request.path
         assert request.authorized
-        assert "from_ts" not in request.query and "to_ts" not in request.query, request.query
-        match = RANGE.match(request.one("time_range") or "")
-        assert match, f"not a relative range in minutes: {request.query}"
-        minutes = int(match.group(1))
-        assert minutes * 60 >= (windows.midnight(last + dt.timedelta(days=1)) - windows.midnight(first)).total_seconds()
-        assert request.one("num_of_slices") == str(min(settings.MAX_SLICES, minutes)), request.query
+        assert "time_range" not in request.query and "timeRange" not in request.query, request.query
+        assert request.one("from_ts") == midnight_ms(first), request.query
+        assert request.one("to_ts") == midnight_ms(last + dt.timedelta(days=1)), request.query
+        assert request.one("num_of_slices") == str((last - first).days + 1), request.query
+        assert request.one("limit") == str(settings.LOGS_LIMIT), request.query
         types[request.one("usage_type")] += 1
     assert types == Counter(settings.USAGE_TYPES), types
 
@@ -60,12 +66,12 @@ def assert_requests(requests: List[Request], first: dt.date, last: dt.date) -> N
 FACTS_SQL = """
 select usage_date,
        organization_id as account_id,
-       'organization' as resource_type,
-       organization_id as resource_id,
+       resource_type,
+       resource_id,
        usage_type || '_bytes' as metric,
        sum(day_bytes) as quantity
-from {dataset}.usage_slices
-group by usage_date, organization_id, usage_type
+from {dataset}.daily_usage
+group by usage_date, organization_id, resource_type, resource_id, usage_type
 """
 
 CASE = ProviderCase(
@@ -77,6 +83,6 @@ CASE = ProviderCase(
     facts_sql=FACTS_SQL,
     assert_requests=assert_requests,
     min_requests=helpers.min_requests,
-    tolerance=0.01,
+    tolerance=1e-9,
     extra={"volatile_columns": ("fetched_at",)},
 )
