@@ -176,8 +176,8 @@ NOT_NEEDED = {
     "rafay": ("instance_name", "instance_organization_name", "instance_project_id", "instance_project_name",
               "profile_name", "created_at", "start_time", "end_time", "usage", "partner_id", "count",
               "offset", "limit", "range_from", "range_to", "kind"),
-    "bronto": ("@time", "quantiles", "is_exact", "name", "filter", "stat", "key", "total_count",
-               "total_value", "groups_series", "delta"),
+    "bronto": ("@time", "quantiles", "is_exact", "name", "filter", "stat", "total_count", "total_value",
+               "series_resolution_ms", "delta"),
 }
 REQUIRED = {
     # a key and the day (Rafay's day is the request window's, so two keys), without which no
@@ -185,7 +185,7 @@ REQUIRED = {
     "neon": ("project_id", "timeframe_start"),
     "adverity": ("workspace_id", "date"),
     "rafay": ("instance_id", "instance_organization_id"),
-    "bronto": ("id", "@timestamp"),
+    "bronto": ("id", "@timestamp", "key"),
 }
 
 

@@ -199,7 +199,7 @@ def test_model_tests_reject_non_finite_quantities(bad, monkeypatch, sims):
 
     dest = config.destination("duckdb")
     with duckdb.connect(dest.location) as con:  # a figure no source would let through, put in raw by hand
-        con.execute(f"update raw_bronto.usage_slices set day_bytes = cast('{bad}' as double) where usage_date = ?", [yesterday()])
+        con.execute(f"update raw_bronto.daily_usage set day_bytes = cast('{bad}' as double) where usage_date = ?", [yesterday()])
     report = models.build(dest)
     assert list(report.failed) == ["bronto"] and "quantity_finite" in report.failed["bronto"]
     assert query("duckdb", "select * from analytics.fct_daily_usage where provider = 'bronto' order by all") == before

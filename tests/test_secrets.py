@@ -133,7 +133,8 @@ def test_no_secret_appears_in_any_output_file_or_table(sims, monkeypatch, tmp_pa
     wrong = {config.env_name("rafay", "api_key"): WRONG_KEY}
     echo = sims["adverity"].inject(Fault(status=401, body={"detail": f"Invalid token {KEYS['adverity']}."}, times=FOREVER))
     quoted = [
-        sims["bronto"].inject(Fault(kind="mutate", mutate=lambda body: {**body, "id": KEYS["bronto"]}, times=FOREVER)),
+        sims["bronto"].inject(Fault(kind="mutate", times=FOREVER, mutate=lambda body: walk(
+            body, lambda obj: {**obj, "value": KEYS["bronto"]} if "@timestamp" in obj else obj))),
         sims["neon"].inject(Fault(kind="mutate", times=FOREVER, mutate=lambda body: walk(
             body, lambda obj: {**obj, "value": KEYS["neon"]} if "metric_name" in obj else obj))),
     ]
