@@ -167,28 +167,9 @@ class Simulator:
         return f"http://127.0.0.1:{self._server.server_address[1] if self._server is not None else self.port}"
 
     def start(self) -> "Simulator":
-        simulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # headers and body go out in two writes: with Nagle's algorithm the body waits for
-            # the client's delayed ACK, about 40 ms per answer on loopback
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                simulator._handle(self)
-
-        self._server = _Server(("127.0.0.1", self.port), Handler)
+        self._server, self._thread = _serve(self.provider, self.port, self._handle)
         # a restarted simulator comes back on the same port (a provider back after an outage)
         self.port = self._server.server_address[1]
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{self.provider}-sim", daemon=True
-        )
-        self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -287,6 +268,60 @@ class Simulator:
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
         handler.wfile.write(payload)
+
+
+class Tenants:
+    """Several tenants of one vendor behind one host, as a SaaS API serves its customers: each
+    request is answered by the tenant whose key it carries, from that tenant's own data, with its
+    own request log, faults and rate limit; a key no tenant knows gets the first one's refusal.
+    Each tenant's `base_url` is the shared host."""
+
+    def __init__(self, *tenants: Simulator):
+        assert tenants and len({tenant.provider for tenant in tenants}) == 1, "tenants of one vendor"
+        self.tenants = list(tenants)
+        self._server: Optional[ThreadingHTTPServer] = None
+
+    def start(self) -> "Tenants":
+        self._server, _ = _serve(f"{self.tenants[0].provider}-tenants", 0, self._dispatch)
+        for tenant in self.tenants:
+            tenant.port = self._server.server_address[1]
+        return self
+
+    def stop(self) -> None:
+        for tenant in self.tenants:
+            tenant.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        tenant = next((tenant for tenant in self.tenants if tenant.authorized(headers) is None), self.tenants[0])
+        tenant._handle(handler)
+
+
+def _serve(name: str, port: int, handle: Callable[[BaseHTTPRequestHandler], None]) -> Tuple["_Server", threading.Thread]:
+    """An HTTP server on loopback (`port` 0: any free one) whose GETs go to `handle`, serving in a
+    daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes: with Nagle's algorithm the body waits for
+        # the client's delayed ACK, about 40 ms per answer on loopback
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            handle(self)
+
+    server = _Server(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"{name}-sim", daemon=True)
+    thread.start()
+    return server, thread
 
 
 class _Server(ThreadingHTTPServer):
