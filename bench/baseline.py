@@ -1,7 +1,8 @@
 """The benchmark's reference: the same simulated APIs, loaded with only requests, pyarrow and duckdb.
 
 It asks for the fewest requests the APIs allow (the largest page sizes, one Neon window of up to 60
-days, one Adverity range, one Rafay window per day and endpoint, one Bronto call per usage type),
+days, one Adverity range per granularity, one Rafay window per day and endpoint, one Bronto probe
+and one per-log call per usage type),
 turns every page straight into rows of the daily fact shape (`usage_date, provider, account_id,
 account_name, resource_type, resource_id, resource_name, metric, quantity, unit`) and appends
 them to one DuckDB table. No raw tables, no state, no merge, no models: it shows how fast this
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import re
 import threading
@@ -60,7 +60,8 @@ RAFAY_ENDPOINTS = (  # path, resource type, page size (the vendor collection's; 
 )
 RAFAY_WORKERS = 16
 BRONTO_TYPES = ("ingestion", "search", "export")
-BRONTO_MAX_SLICES = 720
+BRONTO_MAX_DAYS = 1440  # per-log num_of_slices maximum: one slice a day
+BRONTO_LOGS_LIMIT = 500  # the most logs a per-log answer lists
 
 
 class Warehouse:
@@ -185,24 +186,28 @@ def neon(env: Dict[str, str], first: dt.date, last: dt.date, sink: Warehouse) ->
 
 
 def adverity(env: Dict[str, str], first: dt.date, last: dt.date, sink: Warehouse) -> int:
+    """The days, then the months they touch from their 1st (unique rows are counted per month),
+    one call at a time, as Adverity asks."""
     client = Client(env["SOURCES__ADVERITY__BASE_URL"], {"Authorization": f"Token {env['SOURCES__ADVERITY__API_KEY']}"})
-    params = {"granularity": "daily", "date_from": first.isoformat(), "date_to": last.isoformat(),
-              "page_size": ADVERITY_PAGE, "page": 1}
-    seen = 0
-    while True:  # one call at a time, as Adverity asks
-        body = client.get("/api/v1/usage/", params)
-        rows = new_rows()
-        for item in body["items"]:
-            day = dt.date.fromisoformat(item["date"][:10])
-            resource = item["datastream_id"] or "unattributed"
-            for metric in ("unique_rows", "total_rows"):
-                add(rows, day, "adverity", item["workspace_id"], item.get("workspace_name"), "datastream", resource,
-                    None, metric, float(item[metric]), "rows")
-        sink.append(rows)
-        seen += len(body["items"])
-        if not body["items"] or seen >= body["count"]:
-            break
-        params["page"] += 1
+    for granularity, date_from in (("daily", first), ("monthly", first.replace(day=1))):
+        params = {"granularity": granularity, "date_from": date_from.isoformat(), "date_to": last.isoformat(),
+                  "page_size": ADVERITY_PAGE, "page": 1}
+        seen = 0
+        while True:
+            body = client.get("/api/v1/usage/", params)
+            rows = new_rows()
+            for item in body["items"]:
+                day = dt.date.fromisoformat(item["date"][:10])
+                resource = item["datastream_id"] or "unattributed"
+                for metric in ("unique_rows", "total_rows"):
+                    add(rows, day, "adverity", item["workspace_id"], item.get("workspace_name"),
+                        "datastream" if granularity == "daily" else "datastream_month", resource,
+                        None, metric, float(item[metric]), "rows")
+            sink.append(rows)
+            seen += len(body["items"])
+            if not body["items"] or seen >= body["count"]:
+                break
+            params["page"] += 1
     return client.sent
 
 
@@ -254,34 +259,35 @@ def rafay(env: Dict[str, str], first: dt.date, last: dt.date, sink: Warehouse) -
 
 
 def bronto(env: Dict[str, str], first: dt.date, last: dt.date, sink: Warehouse) -> int:
+    """Per log and UTC day from /usage/organizations/logs (absolute midnight-to-midnight windows,
+    one slice a day, up to 1440 days a request); that body does not name the organization, so one
+    minute of /usage is asked first."""
     client = Client(env["SOURCES__BRONTO__BASE_URL"], {"X-BRONTO-API-KEY": env["SOURCES__BRONTO__API_KEY"]})
-    now = dt.datetime.now(UTC)
-    start = dt.datetime(first.year, first.month, first.day, tzinfo=UTC)
-    minutes = math.ceil((now - start).total_seconds() / 60) + 2  # the window ends at the server's "now"
-    slices = min(BRONTO_MAX_SLICES, minutes)
+    probe = client.get("/usage", {"time_range": "Last 1 minute", "num_of_slices": 1, "usage_type": BRONTO_TYPES[0]})
+    org_id = (probe[0] if isinstance(probe, list) else probe)["id"].split("#", 1)[0]
 
-    def usage_type(kind: str) -> None:
-        body = client.get("/usage", {"time_range": f"Last {minutes} minutes", "num_of_slices": slices, "usage_type": kind})
-        org_id = body["id"].split("#", 1)[0]
-        starts = sorted(float(point["@timestamp"]) for point in body["series"])
-        values = {float(point["@timestamp"]): float(point["value"]) for point in body["series"]}
-        width = minutes * 60_000 / slices
-        ends = starts[1:] + [starts[-1] + width]
-        totals: Dict[dt.date, float] = {}
-        day, day_ms = first, start.timestamp() * 1000
-        while day <= last:
-            low, high = day_ms, day_ms + 86_400_000
-            if starts[0] <= low and high <= ends[-1]:  # only days the slices cover whole
-                totals[day] = sum(values[s] * (min(e, high) - max(s, low)) / (e - s)
-                                  for s, e in zip(starts, ends) if e > low and s < high)
-            day, day_ms = day + ONE_DAY, high
+    def usage_type(kind: str, window_first: dt.date, window_last: dt.date) -> None:
+        start = dt.datetime(window_first.year, window_first.month, window_first.day, tzinfo=UTC)
+        days = (window_last - window_first).days + 1
+        body = client.get("/usage/organizations/logs", {
+            "from_ts": int(start.timestamp() * 1000), "to_ts": int((start + days * ONE_DAY).timestamp() * 1000),
+            "usage_type": kind, "num_of_slices": days, "limit": BRONTO_LOGS_LIMIT})
         rows = new_rows()
-        for day, quantity in totals.items():
-            add(rows, day, "bronto", org_id, None, "organization", org_id, None, f"{kind}_bytes", quantity, "bytes")
+        for log in body["groups_series"]:
+            for point in log["timeseries"]:
+                day = dt.datetime.fromtimestamp(float(point["@timestamp"]) / 1000, UTC).date()
+                add(rows, day, "bronto", org_id, None, "log", log["key"], log.get("name"), f"{kind}_bytes",
+                    float(point["value"]), "bytes")
         sink.append(rows)
 
+    windows = []
+    window_first = first
+    while window_first <= last:
+        window_last = min(last, window_first + (BRONTO_MAX_DAYS - 1) * ONE_DAY)
+        windows.append((window_first, window_last))
+        window_first = window_last + ONE_DAY
     with ThreadPoolExecutor(len(BRONTO_TYPES)) as pool:
-        for future in [pool.submit(usage_type, kind) for kind in BRONTO_TYPES]:
+        for future in [pool.submit(usage_type, kind, *window) for window in windows for kind in BRONTO_TYPES]:
             future.result()
     return client.sent
 

@@ -57,6 +57,10 @@ def repeated_rafay_row(body):
 
 
 def bronto_nan(body):
+    """A NaN figure in whichever answer it is: a per-log body (groups_series) or /usage's."""
+    if isinstance(body, dict) and body.get("groups_series"):
+        body["groups_series"][0]["timeseries"][-1]["value"] = "NaN"
+        return body
     usages = body if isinstance(body, list) else [body]
     usages[0]["series"][-1]["value"] = "NaN"
     return body
