@@ -372,16 +372,20 @@ def _mart_shape(client, model: Model) -> List[Tuple[str, str]]:
 
 
 def _create(client, model: Model, relation: str, columns: Sequence[Tuple[str, str]]) -> None:
-    """`relation` with the model's columns, its grain as the primary key (NOT NULL), and on
+    """`relation` with the model's columns, its grain NOT NULL and its primary key, and on
     Postgres an index on `usage_date`. Constraint names are unique to this table, so a table
-    made aside can take the place of the old one."""
+    made aside can take the place of the old one.
+
+    DuckDB keeps a primary key's index (an ART) in memory, tens of MB per million fact rows,
+    beyond what a nightly may take: there the marts built by day keep NOT NULL on the grain,
+    and its uniqueness is the grain test every build runs before a swap (and `make check`)."""
     grain = model.grain
     unknown = [column for column in grain if column not in {name for name, _ in columns}]
     if unknown:
         raise ModelError(model.name, f"its grain names columns it does not have: {', '.join(unknown)}")
     tag = f"{model.name}_{uuid.uuid4().hex[:8]}"
     definitions = [f"{name} {type_}{' not null' if name in grain else ''}" for name, type_ in columns]
-    if grain:
+    if grain and (model.whole or _engine(client) == "postgres"):
         definitions.append(f"constraint pk_{tag} primary key ({', '.join(grain)})")
     client.execute_sql(f"create table {relation} ({', '.join(definitions)})")
     if _engine(client) == "postgres" and "usage_date" in {name for name, _ in columns}:

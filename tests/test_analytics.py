@@ -164,11 +164,18 @@ def test_tables_have_their_grain_as_primary_key_comments_and_no_staging_clutter(
                                   "and kcu.table_schema = tc.table_schema and kcu.table_name = tc.table_name "
                                   f"where tc.table_schema = 'analytics' and tc.table_name = '{table}' "
                                   "and tc.constraint_type = 'PRIMARY KEY' order by kcu.ordinal_position")
-        assert [name for (name,) in keys] == grain, table
+        # DuckDB holds a key's index in memory: there only the tables built whole have one
+        keyed = destination == "postgres" or table == "dim_resource"
+        assert [name for (name,) in keys] == (grain if keyed else []), table
         nullable = query(destination, "select column_name, is_nullable from information_schema.columns "
                                       f"where table_schema = 'analytics' and table_name = '{table}'")
         assert {name for name, is_nullable in nullable if is_nullable == "NO"} == set(grain), table
     if destination == "postgres":
+        import psycopg2
+
+        with psycopg2.connect(os.environ["DESTINATION__POSTGRES__CREDENTIALS"]) as con, con.cursor() as cur:
+            with pytest.raises(psycopg2.errors.UniqueViolation):
+                cur.execute("insert into analytics.fct_daily_usage select * from analytics.fct_daily_usage limit 1")
         indexes = query(destination, "select indexdef from pg_indexes where schemaname = 'analytics' "
                                      "and tablename = 'fct_daily_usage'")
         assert any(definition.endswith("(usage_date)") for (definition,) in indexes), indexes

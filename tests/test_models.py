@@ -108,6 +108,7 @@ def test_a_failing_model_leaves_the_previous_table_intact(loaded, tmp_path, monk
 @pytest.mark.parametrize(
     "corruption, test_name",
     [
+        ("insert into analytics.fct_daily_usage select * from analytics.fct_daily_usage limit 1", "grain_unique"),
         ("update analytics.fct_daily_usage set quantity = -1 where rowid = (select min(rowid) from analytics.fct_daily_usage)", "quantity_not_negative"),
         ("update analytics.fct_daily_usage set unit = null where rowid = (select min(rowid) from analytics.fct_daily_usage)", "unit_present"),
         ("update analytics.fct_daily_usage set quantity = 'NaN' where rowid = (select min(rowid) from analytics.fct_daily_usage)", "quantity_finite"),
@@ -129,13 +130,13 @@ def test_model_tests_catch_bad_rows(loaded, corruption, test_name):
 
 @pytest.mark.parametrize("provider_case", ["adverity"], indirect=True)
 @pytest.mark.parametrize("corruption", [
-    "insert into analytics.fct_daily_usage select * from analytics.fct_daily_usage limit 1",
     "update analytics.fct_daily_usage set resource_id = null where rowid = (select min(rowid) from analytics.fct_daily_usage)",
     "insert into analytics.dim_resource select * from analytics.dim_resource limit 1",
 ])
 def test_the_warehouse_refuses_rows_that_break_a_grain(loaded, corruption):
-    """The grain is the table's primary key: a second row of one key, or a null in it, never
-    gets in, whoever writes."""
+    """The grain is NOT NULL, and the primary key of the tables built whole: a null in it, or a
+    second dimension row of one key, never gets in, whoever writes. (A second fact row of one
+    key is the grain test's: see test_model_tests_catch_bad_rows.)"""
     import duckdb
 
     dest = config.destination("duckdb")

@@ -280,6 +280,9 @@ def test_lost_raw_days_are_read_again_by_the_next_nightly(monkeypatch, sims):
         "the next nightly reads them again (or run a backfill for them)"
     ]
     assert cli("check").returncode == config.EXIT_FAILED
+    marked = completeness_rows()
+    assert [day for (provider, _, day), status in sorted(marked.items()) if status == "missing"] == lost
+    assert all(marked[("neon", "default", day)] == "missing" for day in lost)
     status = cli("status")
     assert f"{lost[0]}..{lost[1]} (not in raw)" in status.stdout, status.stdout
 
