@@ -26,6 +26,10 @@ destination's own connection, then the model tests.
   (`raw_<provider>.<table>`) that it or its dependencies name.
 - `sql/checks/*.sql` hold checks across models (`-- check: <name>`, a comment saying what a
   row means, then a query returning the offending rows), run by `make check` and the nightly.
+- Seeds are tables read from files, not from raw data (e.g. the rate card): every module of
+  `SEED_MODULES` gives its `seeds()`, read and checked before a build touches the warehouse,
+  written into `analytics.<name>` at the start of every build. A model naming a seed has the
+  seed's content in its digest, so changed files remake the tables built from them.
 
 The SQL is written once in the subset DuckDB and Postgres share.
 """
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
 import os
 import re
 import uuid
@@ -141,6 +146,42 @@ ALL_RESOURCES = "int_resources"
 the runner for analytics.dim_resource."""
 
 
+SEED_MODULES: Tuple[str, ...] = ("pipelines.pricing",)
+"""The modules whose `seeds()` give the seed tables."""
+
+
+@dataclass
+class Seed:
+    """A table written from files ahead of every build: `analytics.<name>`."""
+
+    name: str
+    columns: Sequence[Tuple[str, str]]
+    """(name, type) of each column."""
+    rows: Sequence[tuple]
+
+    @property
+    def relation(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(repr((tuple(self.columns), [tuple(row) for row in self.rows])).encode()).hexdigest()[:16]
+
+
+def seeds() -> List[Seed]:
+    """Every seed, read and checked (a module raises ConfigError on a malformed file)."""
+    return [seed for module in SEED_MODULES for seed in importlib.import_module(module).seeds()]
+
+
+def _write_seeds(client, found: Sequence[Seed]) -> None:
+    """Each seed's table made again with its rows, in one transaction."""
+    with client.begin_transaction():
+        for seed in found:
+            client.execute_sql(f"drop table if exists {seed.relation}")
+            client.execute_sql(f"create table {seed.relation} ({', '.join(f'{n} {t}' for n, t in seed.columns)})")
+            insert_rows(client, seed.relation, [name for name, _ in seed.columns], seed.rows)
+
+
 def sql_dirs() -> List[Path]:
     """sql/ (or `USAGE_SQL_DIR`), then the models folder of every registered provider that
     brings its own (`Provider.sql_dir`)."""
@@ -151,9 +192,11 @@ def sql_dirs() -> List[Path]:
     return dirs
 
 
-def discover(sql_dir: Optional[Path] = None) -> List[Model]:
+def discover(sql_dir: Optional[Path] = None, seeded: Optional[Sequence[Seed]] = None) -> List[Model]:
     """Every model under `sql_dir` (default: `sql_dirs()`), in dependency order: a model
-    depends on the models it names."""
+    depends on the models it names, and its digest takes in the seeds it names (`seeded`,
+    default `seeds()`)."""
+    seeded = seeds() if seeded is None else seeded
     models: Dict[str, Model] = {}
     for folder_root in [Path(sql_dir)] if sql_dir is not None else sql_dirs():
         for folder, kind in LAYERS:
@@ -192,6 +235,9 @@ def discover(sql_dir: Optional[Path] = None) -> List[Model]:
                 *(models[dependency].providers for dependency in model.depends_on))
         )
         digest = hashlib.sha256(model.sql.encode())
+        for seed in seeded:
+            if re.search(rf"\b{SCHEMA}\.{seed.name}\b", model.sql):
+                digest.update(seed.digest.encode())
         for dependency in sorted(model.depends_on):
             digest.update(models[dependency].digest.encode())
         model.digest = digest.hexdigest()[:16]
@@ -269,10 +315,11 @@ def build(dest: Destination, start: Optional[dt.date] = None, end: Optional[dt.d
     (or whose staging view fails) keeps its previous facts and is named in `report.failed`,
     and the others are published. A build of everything also marks every raw load as modelled.
     """
-    models = list(models) if models is not None else discover()
+    seeded = seeds()
+    models = list(models) if models is not None else discover(seeded=seeded)
     report = BuildReport(start=start, end=end)
     with _sql_client(dest) as client:
-        tables = _prepare(client, models, report)
+        tables = _prepare(client, models, report, seeded)
         for provider in providers if providers is not None else providers_of(models):
             if provider in report.failed:
                 continue
@@ -289,10 +336,11 @@ def build_pending(dest: Destination, models: Optional[Sequence[Model]] = None) -
     same transaction as the facts, so a build that never committed (a signal, a full disk, a
     failing test) leaves its loads pending and any later run repairs the days.
     """
-    models = list(models) if models is not None else discover()
+    seeded = seeds()
+    models = list(models) if models is not None else discover(seeded=seeded)
     report = BuildReport()
     with _sql_client(dest) as client:
-        tables = _prepare(client, models, report)
+        tables = _prepare(client, models, report, seeded)
         for provider in providers_of(models):
             loads, days = pending_days(client, provider, tables)
             if provider in report.failed or not loads:
@@ -309,10 +357,11 @@ def build_pending(dest: Destination, models: Optional[Sequence[Model]] = None) -
     return report
 
 
-def _prepare(client, models: Sequence[Model], report: BuildReport) -> set:
-    """The schema and the runner's tables, every view, and every incremental mart current:
-    one whose definition changed is made again whole (aside, then swapped in)."""
+def _prepare(client, models: Sequence[Model], report: BuildReport, seeded: Sequence[Seed] = ()) -> set:
+    """The schema and the runner's tables, the seeds, every view, and every incremental mart
+    current: one whose definition changed is made again whole (aside, then swapped in)."""
     client.execute_sql(f"create schema if not exists {SCHEMA}")
+    _write_seeds(client, seeded)
     client.execute_sql(CREATE_MODEL_LOADS)
     client.execute_sql(CREATE_MODEL_VERSIONS)
     tables = existing_tables(client)
