@@ -10,7 +10,7 @@ import os
 import sys
 from typing import List, Optional
 
-from pipelines import config, memory
+from pipelines import config, memory, stop
 from pipelines.lock import LockBusy
 
 
@@ -38,21 +38,29 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_wait(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                         help="wait this long for a running nightly/backfill/models to finish (default: exit at once)")
+                         help="wait this long for a running nightly/backfill/models (or a process holding the "
+                              "DuckDB file) to finish (default: exit at once)")
         return sub
 
-    nightly = with_wait(with_destination(commands.add_parser("nightly", help="incremental load of every configured provider")))
-    nightly.add_argument("--providers", default=None, help="comma list, default all configured")
-    backfill = with_wait(with_destination(commands.add_parser("backfill", help="load an inclusive day range, leave the cursor alone")))
-    backfill.add_argument("--provider", default="all", help="a provider name, a comma list, or all (configured)")
+    def with_providers(sub: argparse.ArgumentParser, *flags: str, default: Optional[str] = None) -> argparse.ArgumentParser:
+        sub.add_argument(*flags, "--providers", dest="providers", default=default,
+                         help="a provider, provider.account, a comma list, or all (default: every configured one)")
+        return sub
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return with_providers(with_wait(with_destination(commands.add_parser(name, help=help))))
+
+    command("nightly", "incremental load of every configured provider")
+    backfill = with_providers(with_wait(with_destination(commands.add_parser(
+        "backfill", help="load an inclusive day range, leave the cursor alone"))), "--provider", default="all")
     backfill.add_argument("--start", required=True, help="first day YYYY-MM-DD")
     backfill.add_argument("--end", required=True, help="last day YYYY-MM-DD (inclusive)")
-    with_destination(commands.add_parser("status", help="last runs and each provider's freshest day"))
+    command("status", "last runs and each provider's freshest day")
     commands.add_parser("demo", help="simulators + nightly into data/demo/warehouse.duckdb + summary")
-    models_cmd = with_wait(with_destination(commands.add_parser("models", help="rebuild the SQL models, for a day range or all")))
+    models_cmd = command("models", "rebuild the SQL models, for a day range or all")
     models_cmd.add_argument("--start", default=None, help="first day YYYY-MM-DD (inclusive)")
     models_cmd.add_argument("--end", default=None, help="last day YYYY-MM-DD (inclusive)")
-    with_destination(commands.add_parser("check", help="completeness (no missing day) and model tests; non-zero on failure"))
+    command("check", "completeness (no missing day) and model tests; non-zero on failure")
     commands.add_parser("bench", add_help=False,
                         help="the pipeline against a bare requests+pyarrow+duckdb loader (bench --help)")
     return parser
@@ -60,9 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_nightly(args: argparse.Namespace) -> int:
     from pipelines.lock import warehouse_lock
-    from pipelines.nightly import providers_to_run, run_nightly
+    from pipelines.nightly import chosen, providers_to_run, run_nightly
 
-    providers = config.parse_providers(args.providers) if args.providers else None
+    providers = chosen(args.providers)
     providers_to_run(providers)  # configuration errors before waiting for the lock
     dest = config.destination(args.destination)
     with warehouse_lock(dest, "nightly", args.wait):
@@ -76,28 +84,55 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from pipelines.lock import warehouse_lock
     from pipelines.runs import RunReport
 
-    providers, first, last = plan(args.provider, args.start, args.end)
+    providers, first, last = plan(args.providers, args.start, args.end)
     dest = config.destination(args.destination)
     with warehouse_lock(dest, "backfill", args.wait):
-        report = RunReport("backfill", dest)
-        report.results = run_backfill(providers, first, last, dest)
-        report.finish(check=False)
+        report = RunReport("backfill", dest, accounts=providers)
+        with report.recorded():
+            report.results = run_backfill(providers, first, last, dest, report=report)
+            report.finish(check=False)
     print("\n".join(report.lines()))
     return report.exit_code
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def _configured(providers: Optional[str]) -> List[str]:
+    """The provider accounts a command acts on: those named, each configured, or every
+    configured one; none configured is a configuration error, as for every command."""
+    from pipelines.nightly import chosen, providers_to_run
+
+    return providers_to_run(chosen(providers))[0]
+
+
+def _existing(dest: config.Destination) -> config.Destination:
+    """A warehouse that commands only read or check must be there: a DuckDB path that does not
+    exist is a configuration error, not an empty warehouse made on the spot."""
     from pathlib import Path
 
     from pipelines.demo import DEMO_WAREHOUSE
+
+    if dest.name == "duckdb" and not Path(dest.location).exists():
+        demo = f" (the demo's is {DEMO_WAREHOUSE})" if DEMO_WAREHOUSE.exists() else ""
+        raise config.ConfigError(
+            f"the DuckDB warehouse {dest.location} does not exist; set DESTINATION__DUCKDB__CREDENTIALS to the "
+            f"warehouse's path{demo}, or create it with `make nightly`"
+        )
+    return dest
+
+
+def _readable(dest: config.Destination, wait_s: float) -> config.Destination:
+    from pipelines.lock import wait_for_duckdb
+
+    if dest.name == "duckdb":
+        wait_for_duckdb(_existing(dest), wait_s)
+    return dest
+
+
+def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.runs import status_lines
 
-    dest = config.destination(args.destination)
-    if dest.name == "duckdb" and not Path(dest.location).exists() and DEMO_WAREHOUSE.exists():
-        # right after `make demo` the only warehouse is the demo's: show it rather than nothing
-        print(f"{dest.location} does not exist yet; showing the demo warehouse")
-        dest = config.Destination("duckdb", str(DEMO_WAREHOUSE))
-    print("\n".join(status_lines(dest)))
+    providers = config.parse_providers(args.providers) if args.providers else None  # status needs no credentials
+    dest = _readable(config.destination(args.destination), args.wait)
+    print("\n".join(status_lines(dest, providers=providers)))
     return config.EXIT_OK
 
 
@@ -116,13 +151,17 @@ def _day_range(start: Optional[str], end: Optional[str]):
 
 def cmd_models(args: argparse.Namespace) -> int:
     from pipelines import models
-
     from pipelines.lock import warehouse_lock
+    from pipelines.nightly import chosen
 
     first, last = _day_range(args.start, args.end)
+    providers = _configured(args.providers)
+    names = sorted({config.split_label(label)[0] for label in providers}) if chosen(args.providers) else None
     dest = config.destination(args.destination)
     with warehouse_lock(dest, "models", args.wait):
-        report = models.build(dest, first, last)
+        # on a thread, free to stop: DuckDB answers a signal in a query with an error of its
+        # own, which the model runner would take for a failing model and go on
+        report = stop.run_on_threads({"models": lambda: models.build(dest, first, last, providers=names)})["models"]
     span = f"{first or 'all'}..{last or 'all'}"
     print(f"built {len(report.models)} models; analytics.fct_daily_usage {span}: {report.rows} rows")
     for name in report.empty_views:
@@ -135,13 +174,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from pipelines import checks
 
-    dest = config.destination(args.destination)
-    providers, _ = config.configured_providers(config.provider_names())
+    providers = _configured(args.providers)
+    dest = _readable(config.destination(args.destination), args.wait)
     problems = checks.run_checks(dest, providers)
     for problem in problems:
         print(f"CHECK FAILED {problem}")
     if not problems:
-        print(f"all checks passed ({', '.join(providers) or 'no provider configured'})")
+        print(f"all checks passed ({', '.join(providers)})")
     return config.EXIT_FAILED if problems else config.EXIT_OK
 
 
@@ -152,6 +191,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """The command line (`argv`: the process's own when None, the console script's and
+    `python -m pipelines`'s case, where a stopped run ends the process itself)."""
+    whole_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     memory.lean_allocators()
     if argv[:1] == ["bench"]:
@@ -164,22 +206,53 @@ def main(argv: Optional[List[str]] = None) -> int:
         "nightly": cmd_nightly, "backfill": cmd_backfill, "models": cmd_models, "check": cmd_check,
         "status": cmd_status, "demo": cmd_demo,
     }[args.command]
+    with stop.signals_stop_the_run():
+        try:
+            code = handler(args)
+            if stop.requested() is not None:
+                return _stopped(stop.requested(), whole_process)  # a library took the signal for an error and went on
+            return code
+        except config.ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return config.EXIT_CONFIG
+        except LockBusy as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return config.EXIT_LOCKED
+        except KeyboardInterrupt as exc:  # SIGINT, SIGTERM, a lost warehouse lock (`pipelines.stop`)
+            return _stopped(exc, whole_process)
+        except Exception as exc:  # noqa: BLE001 - one line, no traceback, unless asked for
+            if stop.requested() is not None:
+                return _stopped(exc, whole_process)  # a library took the signal for an error of its own
+            busy = _busy_behind(exc, args)
+            if busy is not None:
+                print(f"error: {busy}", file=sys.stderr)
+                return config.EXIT_LOCKED
+            if os.environ.get("PIPELINES_DEBUG"):
+                raise
+            print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+            return config.EXIT_FAILED
+
+
+def _stopped(exc: BaseException, whole_process: bool) -> int:
+    """One line for a stopped run. The process then ends at once: threads of the run still
+    blocked (a request a provider holds, a retry's wait) are not waited for. The run is
+    recorded and the lock released by now."""
+    stopped = stop.taken(exc)
+    print(stopped.line(), file=sys.stderr)
+    if whole_process:
+        stop.exit_now(stopped.exit_code)
+    return stopped.exit_code
+
+
+def _busy_behind(exc: Exception, args: argparse.Namespace) -> Optional[LockBusy]:
+    """A failure whose cause is another process holding the DuckDB file: the busy warehouse."""
+    from pipelines.lock import busy_behind
+
     try:
-        return handler(args)
-    except config.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return config.EXIT_CONFIG
-    except LockBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return config.EXIT_LOCKED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - one line, no traceback, unless asked for
-        if os.environ.get("PIPELINES_DEBUG"):
-            raise
-        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
-        return config.EXIT_FAILED
+        dest = config.destination(getattr(args, "destination", None))
+    except config.ConfigError:
+        return None
+    return busy_behind(exc, dest)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ import logging
 import sys
 from typing import List, Optional, Sequence
 
-from pipelines import config
+from pipelines import config, stop
 from pipelines.load import LoadResult, load_provider
+from pipelines.lock import option
+from pipelines.nightly import chosen, providers_to_run
+from pipelines.runs import RunReport
 from sources import windows
 
 log = logging.getLogger("pipelines")
@@ -34,7 +37,8 @@ def servable_range(provider: str, first: dt.date, last: dt.date, now: Optional[d
 def plan(provider_arg: str, start: str, end: str) -> tuple:
     """Validate everything up front: (providers, first, last); ConfigError on any problem."""
     if not start or not end:
-        raise config.ConfigError("backfill needs START and END, e.g. make backfill PROVIDER=all START=2026-01-01 END=2026-01-31")
+        raise config.ConfigError("backfill needs START and END, e.g. " + option(
+            "usage-elt backfill --start 2026-01-01 --end 2026-01-31", "make backfill PROVIDERS=all START=2026-01-01 END=2026-01-31"))
     try:
         first = windows.parse_day(start, "START")
         last = windows.parse_day(end, "END")
@@ -42,16 +46,10 @@ def plan(provider_arg: str, start: str, end: str) -> tuple:
         raise config.ConfigError(str(exc)) from None
     if first > last:
         raise config.ConfigError(f"START={first} is after END={last}; give START <= END")
-    if (provider_arg or "").strip().lower() in ("", "all"):
-        providers, skipped = config.configured_providers(config.provider_names())
-        for provider, key in skipped.items():
-            log.info("skipping %s: not configured (%s is not set)", provider, key)
-        if not providers:
-            raise config.ConfigError("no provider is configured: set SOURCES__<PROVIDER>__API_KEY (see README)")
-    else:
-        providers = config.parse_providers(provider_arg)
+    providers, skipped = providers_to_run(chosen(provider_arg))
+    for provider, key in skipped.items():
+        log.info("skipping %s: not configured (%s is not set)", provider, key)
     for provider in providers:
-        config.check_provider(provider)
         servable_range(provider, first, last)
     return providers, first, last
 
@@ -67,29 +65,40 @@ def chunk_days(provider: str) -> int:
 
 
 def run_backfill(providers: Sequence[str], first: dt.date, last: dt.date, dest: config.Destination,
-                 progress: Optional["Progress"] = None) -> List[LoadResult]:
+                 progress: Optional["Progress"] = None, report: Optional[RunReport] = None) -> List[LoadResult]:
     """Load `first..last` for each provider, chunk by chunk; the cursor stays where it is.
 
     A provider's result adds up its chunks; it stops at the first failing chunk (the chunks
-    before it are loaded and stay, a re-run replaces them)."""
+    before it are loaded and stay, a re-run replaces them). The loads run on a thread of their
+    own, the calling thread free to stop the run between two windows (`pipelines.stop`)."""
     chunks = {provider: windows.split(first, last, chunk_days(provider)) for provider in providers}
     progress = progress or Progress(sum(len(c) for c in chunks.values()))
-    results = []
-    for provider in providers:
-        total = LoadResult(provider)
-        for chunk in chunks[provider]:
-            part = load_provider(provider, dest=dest, start_date=chunk.first, end_date=chunk.last)
-            total.rows += part.rows
-            total.days |= part.days
-            total.requests += part.requests
-            total.seconds += part.seconds
-            progress.advance(provider, chunk, part)
-            if part.status != "ok":
-                total.status, total.error = part.status, part.error
-                break
-        results.append(total)
-    progress.close()
-    return results
+    report = report or RunReport("backfill", dest, accounts=providers)
+
+    def load_all() -> List[LoadResult]:
+        results = []
+        for provider in providers:
+            total = LoadResult(provider)
+            for number, chunk in enumerate(chunks[provider], 1):
+                report.begin(provider, f"window {number}/{len(chunks[provider])}: {chunk}")
+                part = load_provider(provider, dest=dest, start_date=chunk.first, end_date=chunk.last)
+                total.rows += part.rows
+                total.days |= part.days
+                total.requests += part.requests
+                total.seconds += part.seconds
+                report.loaded(total, done=False)
+                progress.advance(provider, chunk, part)
+                if part.status != "ok":
+                    total.status, total.error = part.status, part.error
+                    break
+            report.loaded(total)
+            results.append(total)
+        return results
+
+    try:
+        return stop.run_on_threads({"backfill": load_all})["backfill"]
+    finally:
+        progress.close()
 
 
 class Progress:

@@ -15,7 +15,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Set
+from typing import Any, Iterator, List, Optional, Sequence, Set
 from urllib.parse import urlsplit
 
 import dlt
@@ -137,6 +137,9 @@ def load_provider(
         result.rows += sum(n for table, n in counts.items() if not table.startswith("_dlt"))
         _drop_staging_dataset(pipeline)
     except Exception as exc:  # noqa: BLE001 - one provider's failure must not stop the others
+        stop = stop_within(exc)
+        if stop is not None:
+            raise stop from None  # a signal stops the whole run; it is no failure of this provider
         if raise_errors:
             raise
         result.status = "failed"
@@ -353,18 +356,31 @@ def _day_tracker(days: Set[dt.date]):
     return track
 
 
+# -- a signal is not a provider's failure ----------------------------------------------------------
+def stop_within(exc: BaseException) -> Optional[BaseException]:
+    """The KeyboardInterrupt (a signal: SIGINT, or the run's SIGTERM handler's `Stopped`, or
+    dlt's `SignalReceivedException`) or SystemExit behind a failure, if any: dlt wraps whatever
+    stops one of its steps in `PipelineStepFailed`, an ordinary Exception."""
+    for current in causes(exc):
+        if isinstance(current, (KeyboardInterrupt, SystemExit)):
+            return current
+    return None
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what caused it, and so on (dlt keeps the step's exception as `.exception`)."""
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__ or getattr(current, "exception", None)
+
+
 def describe_failure(provider: str, exc: BaseException) -> str:
     """One line for a failed load: the provider's own error when there is one. Secret values
     (the provider's key, the warehouse password) are masked whatever the error quotes."""
-    seen = set()
-    current: Optional[BaseException] = exc
-    line = None
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ProviderError):
-            line = str(current)
-            break
-        current = current.__cause__ or current.__context__ or getattr(current, "exception", None)
+    line = next((str(current) for current in causes(exc) if isinstance(current, ProviderError)), None)
     if line is None:
         text = " ".join(str(exc).split())
         line = f"{provider}: {type(exc).__name__}: {text[:300]}"

@@ -3,31 +3,47 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from pipelines import config, memory
+from pipelines import config, memory, stop
 from pipelines.load import LoadResult, load_provider
+from pipelines.lock import option
 from pipelines.runs import RunReport
 
 log = logging.getLogger("pipelines")
 
 
+def chosen(text: Optional[str]) -> Optional[List[str]]:
+    """The accounts an option names (`neon,bronto`, `neon.eu`); None for every configured one
+    (no option, or `all`)."""
+    if not text or text.strip().lower() == "all":
+        return None
+    return config.parse_providers(text)
+
+
 def providers_to_run(providers: Optional[Sequence[str]]) -> tuple:
-    """(providers, skipped): `None` means every configured provider, naming the skipped ones;
-    providers named explicitly must be configured (a missing key is a configuration error)."""
+    """(providers, skipped): `None` means every configured provider, naming the skipped ones,
+    and none configured is a configuration error; providers named explicitly must be configured
+    (a missing key is a configuration error)."""
     if providers is not None:
         providers = config.parse_providers(",".join(providers))
         for label in providers:
             missing = config.missing_settings(label)
             if missing:
                 raise config.ConfigError(
-                    f"{label}: {missing[0]} is missing or empty; set it or leave {label} out of --providers"
+                    f"{label}: {missing[0]} is missing or empty; set it or leave {label} out of "
+                    + option("--providers", "PROVIDERS=")
                 )
         to_run, skipped = list(providers), {}
     else:
         to_run, skipped = config.configured_providers(config.provider_names())
+        if not to_run:
+            raise config.ConfigError(
+                f"no provider is configured: set SOURCES__<PROVIDER>__API_KEY for at least one of "
+                f"{', '.join(config.provider_names())} (see README)"
+            )
     for provider in to_run:
         config.check_provider(provider)  # every setting checked before anything loads
     return to_run, skipped
@@ -42,34 +58,39 @@ def run_nightly(providers: Optional[Sequence[str]] = None, destination: Optional
     to_run, skipped = providers_to_run(providers)
     for provider, key in skipped.items():
         log.info("skipping %s: not configured (%s is not set)", provider, key)
-    report = RunReport("nightly", dest, skipped=skipped)
-    with _one_database(dest):
-        report.results = load_side_by_side(to_run, dest)
+    report = RunReport("nightly", dest, skipped=skipped, accounts=to_run)
+    with report.recorded(), _one_database(dest):
+        report.results = load_side_by_side(to_run, dest, report)
         report.finish(check=True, repair=True)
     return report
 
 
-def load_side_by_side(labels: Sequence[str], dest: config.Destination) -> List[LoadResult]:
+def load_side_by_side(labels: Sequence[str], dest: config.Destination,
+                      report: Optional[RunReport] = None) -> List[LoadResult]:
     """Load every provider at once, each on a thread of its own, its accounts one after
     another on that thread; results in the order asked.
 
     The providers' limits are independent (Neon's rate, Adverity's one call at a time), so the
     slowest provider, not their sum, sets the run's length. Each dlt pipeline keeps its context
     in its own thread, and the pipelines share one DuckDB database in this process (one
-    instance, one writer process) while writing datasets of their own.
+    instance, one writer process) while writing datasets of their own. One provider runs on a
+    thread too: the calling thread only waits, free to stop the run (`pipelines.stop`).
     """
+    report = report or RunReport("nightly", dest, accounts=labels)
     by_provider: Dict[str, List[str]] = {}
     for label in labels:
         by_provider.setdefault(config.split_label(label)[0], []).append(label)
 
     def load_accounts(provider: str) -> List[LoadResult]:
-        return [load_provider(label, dest=dest) for label in by_provider[provider]]
+        results = []
+        for label in by_provider[provider]:
+            report.begin(label)
+            results.append(load_provider(label, dest=dest))
+            report.loaded(results[-1])
+        return results
 
-    if len(by_provider) <= 1:
-        done = {provider: load_accounts(provider) for provider in by_provider}
-    else:
-        with ThreadPoolExecutor(max_workers=len(by_provider), thread_name_prefix="nightly") as pool:
-            done = dict(zip(by_provider, pool.map(load_accounts, by_provider)))
+    done = stop.run_on_threads({provider: functools.partial(load_accounts, provider) for provider in by_provider})
+    if len(by_provider) > 1:
         memory.trim()
     results = {result.provider: result for provider_results in done.values() for result in provider_results}
     return [results[label] for label in labels]

@@ -1,17 +1,21 @@
 """What a run did (`RunReport`: the summary, the exit code) and its record: one row per provider
-account per nightly/backfill run in `analytics.load_runs`."""
+account per nightly/backfill run in `analytics.load_runs`, however the run ends (done, failed in
+a late step, stopped by a signal or a lost lock)."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import datetime as dt
 import logging
 import uuid
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
-from pipelines import completeness, config, models, warehouse
+from pipelines import completeness, config, models, stop, warehouse
 from pipelines.config import Destination, label_of, split_label
 from pipelines.load import LoadResult, load_provider
 from sources import windows
+from sources.http import REQUESTS_SENT
 
 CREATE = """
 create table if not exists analytics.load_runs (
@@ -39,25 +43,35 @@ def new_run_id() -> str:
 
 
 def record(dest: Destination, run_id: str, command: str, started_at: dt.datetime, results: Sequence) -> None:
-    """Write one row per provider result (a `LoadResult`)."""
+    """Write one row per provider result (a `LoadResult`), all of them or none."""
     finished_at = warehouse.utc_now()
     with warehouse.sql_client(dest) as client:
         client.execute_sql(f"create schema if not exists {models.SCHEMA}")
         client.execute_sql(CREATE)
         client.execute_sql(ADD_ACCOUNT)
-        for r in results:
-            provider, account = split_label(r.provider)
-            client.execute_sql(
-                "insert into analytics.load_runs (run_id, command, provider, started_at, finished_at, status, first_day, "
-                "last_day, days, row_count, requests, error_message, account) "
-                "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                run_id, command, provider, started_at.replace(tzinfo=None), finished_at, r.status,
-                r.first_day, r.last_day, len(r.days), r.rows, r.requests, r.error, account,
-            )
+        with client.begin_transaction():
+            _insert_runs(client, run_id, command, started_at, finished_at, results)
 
 
-def status_lines(dest: Destination, limit: int = 12) -> List[str]:
-    """The last runs and each provider's freshest complete day, for `make status`."""
+def _insert_runs(client, run_id: str, command: str, started_at: dt.datetime, finished_at: dt.datetime,
+                 results: Sequence) -> None:
+    for r in results:
+        provider, account = split_label(r.provider)
+        client.execute_sql(
+            "insert into analytics.load_runs (run_id, command, provider, started_at, finished_at, status, first_day, "
+            "last_day, days, row_count, requests, error_message, account) "
+            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            run_id, command, provider, started_at.replace(tzinfo=None), finished_at, r.status,
+            r.first_day, r.last_day, len(r.days), r.rows, r.requests, r.error, account,
+        )
+
+
+def status_lines(dest: Destination, limit: int = 12, providers: Optional[Sequence[str]] = None) -> List[str]:
+    """The last runs and each provider's freshest complete day, for `make status` (only these
+    providers' when given)."""
+    names = sorted({split_label(label)[0] for label in providers or ()})
+    chosen = f"provider in ({', '.join(map(warehouse.text, names))})" if names else ""
+    only = f" where {chosen}" if chosen else ""
     with warehouse.sql_client(dest) as client:
         tables = warehouse.existing_tables(client)
         if "analytics.load_runs" not in tables:
@@ -68,19 +82,20 @@ def status_lines(dest: Destination, limit: int = 12) -> List[str]:
         account = "coalesce(account, 'default')" if has_account else "'default'"
         runs = client.execute_sql(
             f"select started_at, command, provider, {account}, status, first_day, last_day, row_count, "
-            "requests, error_message from analytics.load_runs order by started_at desc, provider limit %s",
+            f"requests, error_message from analytics.load_runs{only} order by started_at desc, provider limit %s",
             limit,
         )
         freshest = {}
         if "analytics.fct_daily_usage" in tables:
-            freshest = dict(client.execute_sql("select provider, max(usage_date) from analytics.fct_daily_usage group by provider"))
-        last_ok = dict(
-            client.execute_sql("select provider, max(finished_at) from analytics.load_runs where status = 'ok' group by provider")
-        )
+            freshest = dict(client.execute_sql(f"select provider, max(usage_date) from analytics.fct_daily_usage{only} group by provider"))
+        last_ok = dict(client.execute_sql(
+            f"select provider, max(finished_at) from analytics.load_runs where status = 'ok'{' and ' + chosen if chosen else ''} "
+            "group by provider"
+        ))
         days = {}
         if completeness.COMPLETENESS in tables:
             for provider, account, day, status, missing_from in client.execute_sql(
-                f"select provider, account_id, usage_date, status, missing_from from {completeness.COMPLETENESS}"
+                f"select provider, account_id, usage_date, status, missing_from from {completeness.COMPLETENESS}{only}"
             ):
                 days.setdefault((provider, account), []).append((day, status, missing_from))
     lines = [f"warehouse: {dest.location}", "", "provider   freshest day  last successful run"]
@@ -97,10 +112,10 @@ def status_lines(dest: Destination, limit: int = 12) -> List[str]:
         where = sorted({source for _, status, source in rows if status != "loaded" and source})
         text = f"{windows.describe_days(missing)} (not in {' or '.join(where)})" if missing else "none"
         lines.append(f"{provider:<10} {account:<12} {str(through or '-'):<17} {text}")
-    lines += ["", "last runs:", f"{'started (UTC)':<20} {'command':<9} {'provider':<9} {'status':<7} {'days':<23} {'rows':>8} {'requests':>8}"]
+    lines += ["", "last runs:", f"{'started (UTC)':<20} {'command':<9} {'provider':<9} {'status':<11} {'days':<23} {'rows':>8} {'requests':>8}"]
     for started, command, provider, account, status, first, last, rows, requests, error in runs:
         span = f"{first}..{last}" if first else "-"
-        lines.append(f"{started.strftime('%Y-%m-%d %H:%M:%S'):<20} {command:<9} {label_of(provider, account):<9} {status:<7} "
+        lines.append(f"{started.strftime('%Y-%m-%d %H:%M:%S'):<20} {command:<9} {label_of(provider, account):<9} {status:<11} "
                      f"{span:<23} {rows:>8} {requests:>8}")
         if error:
             lines.append(f"{'':<20} error: {error}")
@@ -132,12 +147,19 @@ log = logging.getLogger("pipelines")
 
 
 class RunReport:
-    """What a nightly or backfill run did, for the summary, the exit code and load_runs."""
+    """What a nightly or backfill run did, for the summary, the exit code and load_runs.
 
-    def __init__(self, command: str, dest: config.Destination, skipped: Optional[Dict[str, str]] = None):
+    The loads say what they are doing (`begin`, `loaded`), from whatever thread they run on, so
+    that a run that ends early still records every provider account it was to load: with what
+    it loaded so far, the step the run was in, and why it ended (`recorded`)."""
+
+    def __init__(self, command: str, dest: config.Destination, skipped: Optional[Dict[str, str]] = None,
+                 accounts: Sequence[str] = ()):
         self.command = command
         self.destination = dest
         self.started_at = dt.datetime.now(dt.timezone.utc)
+        self.accounts: List[str] = list(accounts)
+        """The provider accounts (labels) the run is to load: each gets its row in load_runs."""
         self.results: List[LoadResult] = []
         self.skipped = skipped or {}
         self.model_errors: List[str] = []
@@ -145,24 +167,131 @@ class RunReport:
         self.repaired: Dict[str, List[windows.Window]] = {}
         self.problems: List[str] = []
         self.run_id = new_run_id()
+        self.step = "load"
+        """The step the run is in: load, coverage, repair, models, checks, record."""
+        self.so_far: Dict[str, LoadResult] = {}
+        """Per account, what its load has brought so far (its result once done)."""
+        self.loading: Dict[str, str] = {}
+        """The accounts being loaded now, each with what of it (a backfill's window)."""
+        self._requests_at: Dict[str, int] = {}
+        self._recorded = False
 
+    # -- what the loads are doing ------------------------------------------------------------------
+    def begin(self, label: str, what: str = "") -> None:
+        """`label` starts loading (`what`: e.g. a backfill's window)."""
+        stop.check()  # no window, account or provider starts once the run is stopping
+        self._requests_at[label] = REQUESTS_SENT[split_label(label)[0]]
+        self.loading[label] = what
+
+    def loaded(self, result: LoadResult, done: bool = True) -> None:
+        """What `result.provider` has loaded so far; `done`: its load has ended."""
+        self.so_far[result.provider] = result
+        if done:
+            self.loading.pop(result.provider, None)
+
+    @contextlib.contextmanager
+    def recorded(self) -> Iterator["RunReport"]:
+        """Record the run however it ends: a run stopped (a signal, a lost lock) or failing in a
+        late step (the models, the checks) still writes one row per provider account, naming
+        the step, before the stop or the error goes on."""
+        try:
+            yield self
+        except config.ConfigError:
+            raise  # nothing ran
+        except Exception as exc:  # noqa: BLE001 - recorded, then raised on
+            if stop.requested() is None:
+                self._record_early("failed", f"{self.step} step failed: " + " ".join(str(exc).split())[:300])
+                raise
+            self._stop(exc)  # a library took the signal for an error of its own (DuckDB: "Query interrupted")
+        except KeyboardInterrupt as exc:
+            self._stop(exc)
+
+    def _stop(self, exc: BaseException) -> None:
+        stopped = stop.taken(exc)
+        stopped.where = self._stopped_where() + self._record_early("interrupted", stopped.reason)
+        raise stopped from None
+
+    def _stopped_where(self) -> str:
+        if self.step == "load":
+            if not self.so_far and not self.loading:
+                return "before anything was loaded"
+            doing = ", ".join(f"{label} ({what})" if what else label for label, what in self.loading.items())
+            where = f"while loading {doing}" if doing else "while loading"
+        else:
+            where = f"in the {self.step} step, after the loads"
+        return f"{where}; no further window, provider or model started"
+
+    def _record_early(self, status: str, why: str) -> str:
+        """Record every account of a run that ended early; what to add to the run's last line."""
+        if self._recorded:
+            return ""
+        rows = []
+        for label in self.accounts or [r.provider for r in self.results]:
+            result = copy.deepcopy(self.so_far.get(label)) or LoadResult(label)
+            if label in self.loading:
+                result.requests += REQUESTS_SENT[split_label(label)[0]] - self._requests_at.get(label, 0)
+                what = self.loading[label]
+                where = f"while loading{f' ({what})' if what else ''}"
+            elif label in self.so_far:
+                where = f"in the {self.step} step, after its load" if self.step != "load" else "after its load"
+            else:
+                where = "before its load started"
+            if status == "failed" and result.status != "ok":
+                rows.append(result)  # its own load failed first: that is its error
+                continue
+            result.status, result.error = status, f"{why} {where}" if status == "interrupted" else why
+            rows.append(result)
+        try:
+            record(self.destination, self.run_id, self.command, self.started_at, rows)
+        except Exception as exc:  # noqa: BLE001 - the run's own end is what the caller reports
+            log.debug("could not record the run", exc_info=True)
+            return f"; could not record it in analytics.load_runs ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        self._recorded = True
+        return "; recorded in analytics.load_runs, and the next run completes or discards what was left pending"
+
+    # -- the steps after the loads -------------------------------------------------------------------
     def finish(self, check: bool, repair: bool = False) -> None:
         """Note the days read, read missing days again (`repair`), rebuild every fact day not
         built yet, check (`check`: completeness and the model tests) and record the run."""
+        self._enter("coverage")
         accounts, oldest = completeness.expectations([r.provider for r in self.results])
         self._record_coverage(self.results)
         if repair:
+            self._enter("repair")
             self._repair(accounts, oldest)
-        built = models.build_pending(self.destination)
+        self._enter("models")
+        # on a thread, like the loads (see `pipelines.stop`)
+        built = stop.run_on_threads({"models": lambda: models.build_pending(self.destination)})["models"]
         self.models_built = built
         self.model_errors = built.errors
         for error in self.model_errors:
             log.error(error)
+        self._enter("checks")
         with warehouse.sql_client(self.destination) as client:
             missing = completeness.refresh(client, accounts)
         if check:
             self.problems = completeness.problems(missing, oldest) + models.test_all(self.destination)
-        record(self.destination, self.run_id, self.command, self.started_at, self.results)
+        self._enter("record")
+        record(self.destination, self.run_id, self.command, self.started_at, self._with_model_failures(built))
+        self._recorded = True
+
+    def _enter(self, step: str) -> None:
+        stop.check()  # a stopped run starts no further step
+        self.step = step
+
+    def _with_model_failures(self, built: models.BuildReport) -> List[LoadResult]:
+        """The results as recorded: an account whose load went well but whose provider's models
+        (or a table built over every provider) failed is recorded as failed in the models step."""
+        rows = []
+        for r in self.results:
+            provider = split_label(r.provider)[0]
+            errors = ([built.failed[provider]] if provider in built.failed else []) + [
+                built.failed_tables[name] for name in sorted(built.failed_tables)]
+            if r.status == "ok" and errors:
+                r = copy.copy(r)
+                r.status, r.error = "failed", "models step failed: " + "; ".join(errors)
+            rows.append(r)
+        return rows
 
     def _record_coverage(self, results: Sequence[LoadResult]) -> None:
         with warehouse.sql_client(self.destination) as client:
@@ -175,22 +304,30 @@ class RunReport:
 
     def _repair(self, accounts: Dict[str, Optional[dt.date]], oldest: Dict[str, Optional[dt.date]]) -> None:
         """Read again, statelessly, the missing days that the APIs still serve, for every
-        provider that loaded tonight (one that is down would only fail again)."""
+        provider that loaded tonight (one that is down would only fail again); on a thread of
+        its own, like every load (see `pipelines.stop`)."""
         from pipelines.backfill import chunk_days
 
         healthy = {r.provider: r for r in self.results if r.status == "ok"}
         with warehouse.sql_client(self.destination) as client:
             holes = completeness.holes_to_repair(client, {p: s for p, s in accounts.items() if p in healthy}, oldest)
-        for provider, holes_of in holes.items():
-            log.info("%s: reading missing days again: %s", provider, ", ".join(map(str, holes_of)))
-            for hole in holes_of:
-                for chunk in windows.split(hole.first, hole.last, chunk_days(provider)):
-                    part = load_provider(provider, dest=self.destination, start_date=chunk.first, end_date=chunk.last)
-                    healthy[provider].add(part)
-                    self._record_coverage([part])
-                    if part.status != "ok":
-                        break
-            self.repaired[provider] = holes_of
+
+        def read_again() -> None:
+            for provider, holes_of in holes.items():
+                log.info("%s: reading missing days again: %s", provider, ", ".join(map(str, holes_of)))
+                for hole in holes_of:
+                    for chunk in windows.split(hole.first, hole.last, chunk_days(provider)):
+                        self.begin(provider, f"reading {chunk} again")
+                        part = load_provider(provider, dest=self.destination, start_date=chunk.first, end_date=chunk.last)
+                        healthy[provider].add(part)
+                        self.loaded(healthy[provider])
+                        self._record_coverage([part])
+                        if part.status != "ok":
+                            break
+                self.repaired[provider] = holes_of
+
+        if holes:
+            stop.run_on_threads({"repair": read_again})
 
     @property
     def failed(self) -> List[LoadResult]:
@@ -219,6 +356,4 @@ class RunReport:
             out.append(f"models: {len(b.models)} built; analytics.fct_daily_usage {span}: {b.rows} rows")
         out.extend(f"FAILED {error}" for error in self.model_errors)
         out.extend(f"CHECK FAILED {problem}" for problem in self.problems)
-        if not self.results:
-            out.append("no provider is configured: set SOURCES__<PROVIDER>__API_KEY (see README)")
         return out
