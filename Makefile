@@ -6,8 +6,19 @@ STAMP := $(VENV)/.installed
 
 DESTINATION ?= duckdb
 export DESTINATION
-PROVIDER ?= all
 WAIT ?= 0
+
+# PROVIDER and PROVIDERS are one setting, taken by every target that acts on providers: a
+# provider, provider.account, a comma list, or all (the default: every configured one)
+ifneq ($(and $(PROVIDER),$(PROVIDERS)),)
+ifneq ($(PROVIDER),$(PROVIDERS))
+$(error PROVIDER=$(PROVIDER) and PROVIDERS=$(PROVIDERS) disagree; give one of them)
+endif
+endif
+SELECTED := $(or $(PROVIDERS),$(PROVIDER))
+WITH_PROVIDERS = $(if $(SELECTED),--providers "$(SELECTED)")
+# the commands then word their hints as make variables (WAIT=, PROVIDERS=), not as options
+USAGE_ELT := USAGE_ELT_VIA_MAKE=1 $(PY) -m pipelines
 
 .PHONY: demo test bench nightly backfill models check status simulators clean
 
@@ -28,19 +39,19 @@ bench: $(STAMP)
 	$(PY) -m pipelines bench $(BENCH_ARGS)
 
 nightly: $(STAMP)
-	$(PY) -m pipelines nightly --destination $(DESTINATION) $(if $(PROVIDERS),--providers $(PROVIDERS)) --wait $(WAIT)
+	$(USAGE_ELT) nightly --destination $(DESTINATION) $(WITH_PROVIDERS) --wait $(WAIT)
 
 backfill: $(STAMP)
-	$(PY) -m pipelines backfill --destination $(DESTINATION) --provider "$(PROVIDER)" --start "$(START)" --end "$(END)" --wait $(WAIT)
+	$(USAGE_ELT) backfill --destination $(DESTINATION) $(WITH_PROVIDERS) --start "$(START)" --end "$(END)" --wait $(WAIT)
 
 status: $(STAMP)
-	$(PY) -m pipelines status --destination $(DESTINATION)
+	$(USAGE_ELT) status --destination $(DESTINATION) $(WITH_PROVIDERS) --wait $(WAIT)
 
 models: $(STAMP)
-	$(PY) -m pipelines models --destination $(DESTINATION) $(if $(START),--start $(START)) $(if $(END),--end $(END)) --wait $(WAIT)
+	$(USAGE_ELT) models --destination $(DESTINATION) $(WITH_PROVIDERS) $(if $(START),--start $(START)) $(if $(END),--end $(END)) --wait $(WAIT)
 
 check: $(STAMP)
-	$(PY) -m pipelines check --destination $(DESTINATION)
+	$(USAGE_ELT) check --destination $(DESTINATION) $(WITH_PROVIDERS) --wait $(WAIT)
 
 simulators: $(STAMP)
 	$(PY) -m simulators
