@@ -3,6 +3,7 @@ backfills that leave the cursor alone, the warehouse lock, the run record."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import config
+from simulators.base import Fault
 from tests.conftest import assert_facts_equal, query, yesterday
 from tests.providers import all_cases, case, truth_rows
 
@@ -157,15 +159,21 @@ def test_refused_backfills_change_nothing(sims, args, expected):
     assert sorted(fact_rows()) == before
 
 
-def test_two_nightly_runs_at_once_one_waits_out(sims):
-    slow = sims["adverity"]
-    slow.latency_s = 0.3  # keeps the first run busy long enough
-    first = subprocess.Popen([sys.executable, "-m", "pipelines", "nightly"], cwd=ROOT, env=dict(os.environ),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def a_running_nightly() -> subprocess.Popen:
+    """A nightly run started in the background, once it holds the warehouse lock."""
+    running = subprocess.Popen([sys.executable, "-m", "pipelines", "nightly"], cwd=ROOT, env=dict(os.environ),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock_file = Path(os.environ["DESTINATION__DUCKDB__CREDENTIALS"] + ".lock")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (lock_file.exists() and lock_file.read_text()):
         time.sleep(0.05)
+    return running
+
+
+def test_two_nightly_runs_at_once_one_waits_out(sims):
+    slow = sims["adverity"]
+    slow.latency_s = 0.3  # keeps the first run busy long enough
+    first = a_running_nightly()
     second = run("nightly")
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, out + err
@@ -178,23 +186,28 @@ def test_two_nightly_runs_at_once_one_waits_out(sims):
     assert len(rows) == len({r[:6] for r in rows})
 
 
-def test_an_open_duckdb_session_blocks_with_a_clear_message(sims):
-    import duckdb
-
-    assert run("nightly", "--providers", "adverity").returncode == 0
+@contextlib.contextmanager
+def an_analysts_session():
+    """Another process with the DuckDB warehouse open, as an analyst's notebook keeps it."""
     analyst = subprocess.Popen(
         [sys.executable, "-c", "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('open', flush=True); time.sleep(60)",
          os.environ["DESTINATION__DUCKDB__CREDENTIALS"]], stdout=subprocess.PIPE, text=True,
     )
     try:
         assert analyst.stdout.readline().strip() == "open"
+        yield analyst
+    finally:
+        analyst.kill()
+        analyst.wait()
+
+
+def test_an_open_duckdb_session_blocks_with_a_clear_message(sims):
+    assert run("nightly", "--providers", "adverity").returncode == 0
+    with an_analysts_session() as analyst:
         done = run("nightly", "--providers", "adverity")
         assert done.returncode == config.EXIT_LOCKED
         line = one_line_error(done)
         assert f"open in process {analyst.pid}" in line and "read_only=True" in line
-    finally:
-        analyst.kill()
-        analyst.wait()
 
 
 def test_status_shows_every_provider_after_a_nightly(sims):
@@ -254,3 +267,106 @@ def test_backfill_reports_progress_in_plain_lines_under_cron(sims):
     assert [l.split("backfill ")[1].split(" ")[0] for l in lines] == ["1/3", "2/3", "3/3"]
     assert "\r" not in done.stderr
     assert all("rows" in l and "requests" in l for l in lines)
+
+
+# -- exit codes that agree ---------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["nightly", "backfill", "models", "check"])
+def test_no_provider_configured_is_exit_2_for_every_command(command):
+    day = (yesterday() - dt.timedelta(days=1)).isoformat()
+    done = run(command, *(["--start", day, "--end", day] if command == "backfill" else []))
+    assert done.returncode == config.EXIT_CONFIG, done.stdout + done.stderr
+    assert "no provider is configured: set SOURCES__<PROVIDER>__API_KEY for at least one of neon, " in one_line_error(done)
+    assert not Path(os.environ["DESTINATION__DUCKDB__CREDENTIALS"]).exists(), "nothing may run"
+
+
+@pytest.mark.parametrize("command", ["status", "check"])
+def test_a_warehouse_that_does_not_exist_is_a_configuration_error(command, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCES__RAFAY__API_KEY", "rafay-key")  # configured; nothing will be reached
+    monkeypatch.setenv("SOURCES__RAFAY__BASE_URL", "http://127.0.0.1:9")
+    missing = tmp_path / "elsewhere" / "warehouse.duckdb"
+    done = run(command, env={"DESTINATION__DUCKDB__CREDENTIALS": str(missing)})
+    assert done.returncode == config.EXIT_CONFIG, done.stdout + done.stderr
+    assert f"the DuckDB warehouse {missing} does not exist; set DESTINATION__DUCKDB__CREDENTIALS" in one_line_error(done)
+    assert done.stdout == "", "no other warehouse is shown instead"
+    assert not missing.exists()
+
+
+def test_status_and_check_on_a_duckdb_file_held_elsewhere_are_busy_like_nightly(sims):
+    assert run("nightly", "--providers", "adverity").returncode == 0
+    with an_analysts_session():
+        nightly = run("nightly", "--providers", "adverity")
+        assert nightly.returncode == config.EXIT_LOCKED
+        for command in ("status", "check"):
+            done = run(command)
+            assert done.returncode == config.EXIT_LOCKED, done.stdout + done.stderr
+            assert one_line_error(done) == one_line_error(nightly)
+    assert run("status").returncode == 0
+
+
+def test_status_during_a_nightly_names_the_run(sims):
+    sims["adverity"].latency_s = 0.3  # keeps the run busy long enough
+    nightly = a_running_nightly()
+    time.sleep(0.5)  # past the lock, into the loads, which hold the DuckDB file
+    status = run("status")
+    out, err = nightly.communicate(timeout=300)
+    assert nightly.returncode == 0, out + err
+    assert status.returncode == config.EXIT_LOCKED, status.stdout + status.stderr
+    line = one_line_error(status)
+    assert f"is open in `nightly` (pid {nightly.pid}, started " in line and "--wait SECONDS" in line, line
+
+
+# -- the run record, however the run ends ------------------------------------------------------------
+NO_SPACE_IN_MODELS = r"""
+import os, sys
+sys.path.insert(0, os.getcwd())
+from pipelines import models
+
+
+def no_space(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+models.build_pending = no_space
+from pipelines.__main__ import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def load_runs_of_last_run(destination="duckdb"):
+    rows = query(destination, "select provider, account, status, error_message from analytics.load_runs where run_id = "
+                              "(select run_id from analytics.load_runs order by started_at desc limit 1)")
+    return {config.label_of(provider, account): (status, error) for provider, account, status, error in rows}
+
+
+def test_a_run_failing_in_a_late_step_records_every_account(sims):
+    done = subprocess.run([sys.executable, "-c", NO_SPACE_IN_MODELS, "nightly"], cwd=ROOT, capture_output=True,
+                          text=True, env=dict(os.environ), timeout=300)
+    assert done.returncode == config.EXIT_FAILED, done.stdout + done.stderr
+    assert "No space left on device" in one_line_error(done)
+    runs = load_runs_of_last_run()
+    assert set(runs) == set(sims)
+    assert all(status == "failed" and error == "models step failed: [Errno 28] No space left on device"
+               for status, error in runs.values()), runs
+
+
+def one_negative_figure(body):
+    """Neon's first metric value made negative, which the fact table's tests refuse."""
+    for project in body["projects"]:
+        for period in project["periods"]:
+            for consumption in period["consumption"]:
+                for metric in consumption["metrics"]:
+                    metric["value"] = -5
+                    return body
+    return body
+
+
+def test_a_providers_failing_models_are_recorded_as_its_failure(sims):
+    negative = sims["neon"].inject(Fault(kind="mutate", mutate=one_negative_figure, path_contains="projects"))
+    done = run("nightly")
+    assert done.returncode == config.EXIT_FAILED, done.stdout + done.stderr
+    assert negative.served == 1
+    runs = load_runs_of_last_run()
+    status, error = runs.pop("neon")
+    assert status == "failed" and error.startswith("models step failed: ") and "quantity_not_negative" in error, error
+    assert set(runs.values()) == {("ok", None)}, runs

@@ -3,6 +3,7 @@ cron runs it (`sh -c`, from a fresh clone, with no `data/` folder yet)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import config
+from tests.conftest import query, yesterday
 from tests.test_faults import FAST_RETRIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,3 +95,56 @@ def test_the_readme_cron_line_runs_from_a_fresh_clone(fresh_clone, sims_env, mon
     assert "FAILED neon: cannot reach" in text and "bronto     ok" in text
     assert (fresh_clone / "data" / "warehouse.duckdb").exists()
     shutil.rmtree(fresh_clone / "data")
+
+
+# -- make, for people ----------------------------------------------------------------------------------
+def make(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """`make` in the project, with this environment's Python and the environment taken as made."""
+    return subprocess.run(["make", "-s", "-o", ".venv/.installed", f"PY={sys.executable}", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=dict(os.environ), timeout=300, **kwargs)
+
+
+def command_of(done: subprocess.CompletedProcess) -> list:
+    import shlex
+
+    (line,) = [line for line in done.stdout.splitlines() if " -m pipelines " in line]
+    return shlex.split(line)
+
+
+@pytest.mark.parametrize("variable", ["PROVIDER", "PROVIDERS"])
+@pytest.mark.parametrize("target", ["nightly", "backfill", "models", "check", "status"])
+def test_every_make_target_takes_provider_and_providers(target, variable):
+    done = make("-n", target, f"{variable}=neon.eu,bronto", "START=2026-01-01", "END=2026-01-02")
+    assert done.returncode == 0, done.stderr
+    argv = command_of(done)
+    flags = [i for i, arg in enumerate(argv) if arg in ("--provider", "--providers")]
+    assert [argv[i + 1] for i in flags] == ["neon.eu,bronto"], argv
+    everything = command_of(make("-n", target, "START=2026-01-01", "END=2026-01-02"))
+    assert not {"--provider", "--providers"} & set(everything), "without either, every configured provider"
+
+
+def test_make_refuses_provider_and_providers_that_disagree():
+    done = make("-n", "nightly", "PROVIDER=neon", "PROVIDERS=bronto")
+    assert done.returncode == 2 and "PROVIDER=neon and PROVIDERS=bronto disagree" in done.stderr
+
+
+def test_make_backfill_providers_backfills_only_those(sims_env):
+    day = (yesterday() - dt.timedelta(days=1)).isoformat()
+    done = make("backfill", "PROVIDERS=bronto", f"START={day}", f"END={day}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert query("duckdb", "select distinct command, provider from analytics.load_runs") == [("backfill", "bronto")]
+
+
+def test_hints_say_wait_as_make_does_and_as_the_command_line_does(sims_env):
+    from pipelines.lock import warehouse_lock
+
+    with warehouse_lock(config.destination("duckdb"), "backfill", 0):  # another run holds the warehouse
+        under_make = make("nightly")
+        direct = subprocess.run([sys.executable, "-m", "pipelines", "nightly"], cwd=ROOT, capture_output=True,
+                                text=True, env=dict(os.environ), timeout=120)
+    assert under_make.returncode == 2, "make turns every failure into 2"
+    (line,) = [line for line in under_make.stderr.splitlines() if line.startswith("error:")]
+    assert line.endswith("wait for it to finish or run it again with WAIT=SECONDS") and "--wait" not in line, line
+    assert direct.returncode == config.EXIT_LOCKED
+    (line,) = [line for line in direct.stderr.splitlines() if line.startswith("error:")]
+    assert line.endswith("wait for it to finish or run it again with --wait SECONDS") and "WAIT=" not in line, line
