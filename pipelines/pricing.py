@@ -104,6 +104,27 @@ def pricing_units(unit: str) -> Dict[str, float]:
     return {unit: 1}
 
 
+FOCUS_UNITS: Dict[str, str] = {
+    "cu_seconds": "CU-Seconds", "CU-hour": "CU-Hours", "seconds": "Seconds", "hour": "Hours", "hours": "Hours",
+    "bytes": "B", "GB": "GB", "GiB": "GiB", "TB": "TB", "TiB": "TiB",
+    "byte_months": "B-Months", "GB-month": "GB-Months", "GiB-month": "GiB-Months",
+    "byte_hours": "B-Hours", "GB-hour": "GB-Hours", "GiB-hour": "GiB-Hours",
+    "branch_months": "Branch-Months", "branch-month": "Branch-Months",
+    "rows": "Rows", "1k rows": "1000 Rows", "1M rows": "1000000 Rows",
+}
+"""Each unit as FOCUS's UnitFormat spells it (analytics.focus's ConsumedUnit and PricingUnit)."""
+
+
+def focus_unit(unit: str) -> str:
+    """`unit` in FOCUS's UnitFormat; a Rafay `<parameter>_hours` becomes `<Parameter>-Hours`."""
+    if unit in FOCUS_UNITS:
+        return FOCUS_UNITS[unit]
+    if unit.endswith("_hours"):
+        words = unit[: -len("_hours")].replace("_", " ")
+        return words[:1].upper() + words[1:] + "-Hours"
+    return unit
+
+
 # -- reading the files --------------------------------------------------------------------------
 @dataclass
 class Line:
@@ -449,6 +470,9 @@ def seeds():
             ("effective_to", "date"), ("line", "bigint"),
         ), [(p.provider, p.metric, p.account_id, p.unit, p.pricing_unit, p.units_per_pricing_unit, p.unit_price,
              p.currency, p.effective_from, p.effective_to, p.line) for p in card]),
+        Seed("focus_units", (("unit", "varchar"), ("focus_unit", "varchar")), sorted(
+            {(unit, focus_unit(unit)) for unit in FOCUS_UNITS} | {(p.unit, focus_unit(p.unit)) for p in card}
+            | {(p.pricing_unit, focus_unit(p.pricing_unit)) for p in card})),
         Seed("owners", (
             ("provider_like", "varchar"), ("account_id_like", "varchar"), ("resource_type_like", "varchar"),
             ("resource_id_like", "varchar"), ("team", "varchar"), ("priority", "bigint"), ("line", "bigint"),
@@ -559,11 +583,11 @@ def new_budget_crossings(dest) -> List[Crossing]:
 
 FOCUS_COLUMNS = (
     "ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd", "ChargeCategory",
-    "ChargeClass", "ChargeFrequency", "ChargeDescription", "BilledCost", "EffectiveCost", "ContractedCost",
+    "ChargeClass", "ChargeFrequency", "CommitmentDiscountStatus", "InvoiceId", "ChargeDescription", "BilledCost", "EffectiveCost", "ContractedCost",
     "ListCost", "ContractedUnitPrice", "BillingCurrency", "ConsumedQuantity", "ConsumedUnit", "PricingQuantity",
     "PricingUnit", "BillingAccountId", "BillingAccountName", "SubAccountId", "SubAccountName", "ResourceId",
     "ResourceName", "ResourceType", "ProviderName", "PublisherName", "InvoiceIssuerName", "ServiceName",
-    "ServiceCategory", "Tags", "x_Provider", "x_Metric",
+    "ServiceCategory", "ServiceSubcategory", "Tags", "x_Provider", "x_Metric",
 )
 """analytics.focus's columns with FOCUS's spelling (Postgres folds them to lower case)."""
 
