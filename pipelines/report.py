@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import decimal
 import functools
 import html
 import json
@@ -362,8 +363,8 @@ def _cell(value: object) -> str:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        return number(value) if isinstance(value, float) else f"{value:,}"
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return f"{value:,}" if isinstance(value, int) else number(float(value))
     if isinstance(value, dt.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, dt.date):
@@ -388,6 +389,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], caption: str
     return f'<table{attrs}>{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+NUMBERS = (int, float, decimal.Decimal)
+
+
+def _numeric_columns(rows: Sequence[Sequence[object]]) -> Tuple[int, ...]:
+    return tuple(i for i, value in enumerate(rows[0]) if isinstance(value, NUMBERS) and not isinstance(value, bool))
+
+
 class Raw(str):
     """Markup a table cell takes as it is (already escaped)."""
 
@@ -410,15 +418,11 @@ class Page:
                 f'aria-label="{_e(description)}"><figcaption class="sr">{_e(description)}</figcaption></figure>')
 
 
-def _vl_day(day: dt.date) -> dict:
-    return {"year": day.year, "month": day.month, "date": day.day, "utc": True}
-
-
-def _x_days(win: Window, title: Optional[str] = None) -> dict:
-    return {"field": "day", "type": "temporal", "timeUnit": "utcyearmonthdate", "title": title,
-            # through the end of the last day, so that its bar is inside the axis
-            "scale": {"domain": [_vl_day(win.first), _vl_day(win.last + dt.timedelta(days=1))]},
-            "axis": {"format": "%b %d", "labelAngle": -40, "tickCount": min(len(win.days), 15)}}
+def _x_days(win: Window) -> dict:
+    """Every day of the window as a band of its own (a day without rows stays an empty band)."""
+    return {"field": "day", "type": "ordinal", "title": None, "scale": {"domain": [d.isoformat() for d in win.days]},
+            "axis": {"labelExpr": "utcFormat(toDate(datum.value), '%b %d')", "labelAngle": -50,
+                     "labelOverlap": True}}
 
 
 def usage_section(report: Report, page: Page, provider: str) -> str:
@@ -462,8 +466,8 @@ def usage_section(report: Report, page: Page, provider: str) -> str:
                        "labelFontWeight": "bold"}}},
         "spec": {"width": 640, "height": 80, "mark": {"type": "bar", "tooltip": True, "color": "#3b6ea5"},
                  "encoding": {"x": _x_days(report.win), "y": {
-                     "field": "value", "type": "quantitative", "title": None, "axis": {"format": "~s", "tickCount": 3}},
-                     "tooltip": [{"field": "day", "type": "temporal", "timeUnit": "utcyearmonthdate", "title": "day"},
+                     "field": "value", "type": "quantitative", "title": None, "axis": {"format": ",.3~r", "tickCount": 3}},
+                     "tooltip": [{"field": "day", "type": "nominal"},
                                  {"field": "metric", "type": "nominal"},
                                  {"field": "value", "type": "quantitative", "format": ",.2f"}]}},
         "resolve": {"scale": {"y": "independent"}},
@@ -510,7 +514,8 @@ def cost_section(report: Report, page: Page) -> str:
     priced = [row for row in report.cost if row[3] is not None]
     unpriced = sum(int(row[4] or 0) for row in report.cost)
     if not priced:
-        return "".join(out) + nothing(f"no priced usage in {report.win} (no rate card row matches)") + "</section>"
+        return "".join(out) + nothing(f"no rate card price matches the usage of {report.win} "
+                                      f"({unpriced:,} usage rows unpriced)") + "</section>"
     currencies = sorted({row[2] for row in priced})
     for currency in currencies:
         rows = [row for row in priced if row[2] == currency]
@@ -539,6 +544,11 @@ def cost_section(report: Report, page: Page) -> str:
 BUDGET_SPEND = ("spend_to_date", "spend")
 BUDGET_PROJECTED = ("projected_spend", "projected_month_end", "projected")
 BUDGET_AMOUNT = ("budget",)
+
+
+BUDGET_COLUMNS = {"scope", "month", "through_date", "budget", "currency", "spend_to_date", "projected_spend",
+                  "projected_month_end", "percent_of_budget", "projected_percent_of_budget", "unpriced_rows"}
+"""The budget table's columns the page prints (of analytics.budget_status's contract)."""
 
 
 def _pick(columns: Sequence[str], names: Sequence[str]) -> Optional[int]:
@@ -580,8 +590,12 @@ def budget_section(report: Report, page: Page) -> str:
                              "tooltip": [{"field": "scope"}, {"field": "what"},
                                          {"field": "amount", "type": "quantitative", "format": ",.2f"}]},
             }, f"Budget pace of {_cell(latest)}: spend to date and projected month end against budget, per scope"))
-    out.append(table(columns, rows, caption=f"{BUDGET}, latest months first",
-                     numeric=tuple(i for i, value in enumerate(rows[0]) if isinstance(value, (int, float)))))
+    shown = [i for i, name in enumerate(columns) if name in BUDGET_COLUMNS]
+    if len(shown) < 3:  # not the columns this page knows: all of them, as they are
+        shown = list(range(len(columns)))
+    rows = [[row[i] for i in shown] for row in rows]
+    out.append(table([columns[i] for i in shown], rows, caption=f"{BUDGET}, latest months first",
+                     numeric=_numeric_columns(rows)))
     return "".join(out) + "</section>"
 
 
@@ -593,7 +607,7 @@ def anomalies_section(report: Report) -> str:
     if not rows:
         return "".join(out) + nothing(f"no anomalies up to {report.win.last}") + "</section>"
     out.append(table(columns, rows, caption=f"The {LATEST_ANOMALIES} latest days far from their resource's history",
-                     numeric=tuple(i for i, value in enumerate(rows[0]) if isinstance(value, (int, float)))))
+                     numeric=_numeric_columns(rows)))
     return "".join(out) + "</section>"
 
 
@@ -616,8 +630,7 @@ def completeness_section(report: Report, page: Page) -> str:
                "status": status.get((key[0], key[1], day), "not expected"),
                "mark": "✕" if status.get((key[0], key[1], day)) == "missing" else ""}
               for key in accounts for day in report.win.days]
-    x = {"field": "day", "type": "ordinal", "timeUnit": "utcyearmonthdate", "title": None,
-         "axis": {"format": "%b %d", "labelAngle": -60}}
+    x = _x_days(report.win)
     out.append(page.chart({
         "data": {"values": values}, "width": {"step": 18}, "height": {"step": 24},
         "encoding": {"x": x, "y": {"field": "series", "type": "nominal", "title": None,
@@ -627,7 +640,7 @@ def completeness_section(report: Report, page: Page) -> str:
              "encoding": {"color": {"field": "status", "type": "nominal", "title": "status",
                                     "scale": {"domain": STATUS_ORDER, "range": ["#4c9a6a", "#d62728", "#e8e8e8"]}},
                           "tooltip": [{"field": "series", "title": "provider"},
-                                      {"field": "day", "type": "temporal", "timeUnit": "utcyearmonthdate"},
+                                      {"field": "day", "type": "nominal"},
                                       {"field": "status"}]}},
             {"mark": {"type": "text", "color": "white", "fontWeight": "bold"},
              "encoding": {"text": {"field": "mark"}}},

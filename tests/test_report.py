@@ -202,6 +202,8 @@ def opened(browser, page_path: Path, screenshot: Path) -> dict:
             provider: el.dataset.provider, metric: el.dataset.metric, kind: el.dataset.kind,
             month: el.dataset.month || null, text: el.textContent}))""")
         nothing = page.evaluate("[...document.querySelectorAll('.nothing')].map(el => el.textContent)")
+        crosses = page.evaluate("""[...document.querySelectorAll('#completeness svg text')]
+            .filter(el => el.textContent === '\u2715').length""")
         sections = page.evaluate("[...document.querySelectorAll('section')].map(el => el.id)")
         text = page.inner_text("body")
         screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +212,7 @@ def opened(browser, page_path: Path, screenshot: Path) -> dict:
     finally:
         page.close()
     return {"errors": errors, "requests": requests, "charts": charts, "totals": totals, "nothing": nothing,
+            "heatmap_crosses": crosses,
             "sections": sections, "text": text}
 
 
@@ -305,8 +308,11 @@ def test_an_empty_warehouse_renders_with_nothing_to_show(browser, tmp_path):
     assert "analytics.fct_daily_usage is not built yet" in shown["text"]
 
 
-def test_one_provider_only(demo, browser, tmp_path):
-    path = copy_of(demo, tmp_path, *ONE_PROVIDER)
+def test_one_provider_only_and_its_missing_day_stands_out(demo, browser, tmp_path):
+    path = copy_of(demo, tmp_path, *ONE_PROVIDER, """
+        update analytics.usage_completeness set status = 'missing', missing_from = 'raw', rows = 0
+        where usage_date = (select min(usage_date) + 2 from analytics.usage_completeness)""")
+    (missing,) = duck(path, "select usage_date from analytics.usage_completeness where status = 'missing'")[0]
     win = demo_window(path)
     page = write(path, tmp_path / "usage.html", win)
     shown = opened(browser, page, tmp_path / "one-provider.png")
@@ -316,6 +322,10 @@ def test_one_provider_only(demo, browser, tmp_path):
     got = {(t["provider"], t["metric"], t["kind"]): printed(t["text"]) for t in shown["totals"]}
     assert set(got) == set(expected) and all(same_as_printed(got[k], v) for k, v in expected.items()), (got, expected)
     assert any("no rate card configured" in line for line in shown["nothing"])
+    row = next(line for line in shown["text"].splitlines() if line.startswith("bronto\t") and "none" not in line
+               and missing.isoformat() in line)
+    assert row.split("\t")[2] == "1", row  # one day missing, named
+    assert shown["heatmap_crosses"] == 1
 
 
 def test_with_a_rate_card_cost_budget_and_anomalies_are_shown(demo, browser, tmp_path):
