@@ -400,3 +400,52 @@ def test_the_example_card_is_a_template_that_prices_nothing():
     assert pricing.rate_card(pricing.EXAMPLE_RATE_CARD) == []
     for name in ("owners", "fx_rates", "budgets"):
         assert (ROOT / "pricing" / f"{name}.example.csv").exists()
+
+
+# -- the example queries (docs/queries/costs/) --------------------------------------------------
+QUERIES = ROOT / "docs" / "queries" / "costs"
+TODAY = NOW.date()
+
+
+def as_of(name: str) -> str:
+    text = (QUERIES / name).read_text()
+    code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+    assert len(re.findall(r"\bcurrent_date\b", code)) == 1 and re.search(r"as_of as \(\s*select current_date as today", code)
+    return re.sub(r"(select\s+)current_date(\s+as\s+today)", rf"\1date '{TODAY.isoformat()}'\2", text)
+
+
+def reporting(row: dict, plan: Dict) -> float:
+    return expected_cost(row, plan) * (eur_rate(row["usage_date"]) if row["provider"] == "adverity" else 1.0)
+
+
+def test_cost_queries_answer_from_the_truth(warehouse, monkeypatch, tmp_path):
+    owners = ["provider,account_id,resource_type,resource_id,team", "rafay,*,*,*,platform", "neon,*,*,*,data"]
+    truth = warehouse.truth()
+    _, plan = card_for(truth, tmp_path)
+    budgets = ["scope,month,amount,currency", "all,2026-03,1000,USD", "team:data,2026-03,5,USD"]
+    priced_warehouse(warehouse, monkeypatch, tmp_path, owners_lines=owners, budgets_lines=budgets)
+    rules = pricing.owners(tmp_path / "owners.csv")
+    month = defaultdict(float)
+    movers = defaultdict(lambda: [0.0, 0.0])
+    for row in truth:
+        key = (row["provider"], row["account_id"], row["resource_type"], row["resource_id"])
+        if row["usage_date"] >= dt.date(2026, 3, 1):
+            month[(pricing.team_of(rules, *key), row["provider"])] += reporting(row, plan)
+        if row["usage_date"] == TODAY - dt.timedelta(days=2):
+            movers[key][0] += reporting(row, plan)
+        if row["usage_date"] == TODAY - dt.timedelta(days=1):
+            movers[key][1] += reporting(row, plan)
+    got = {(team, provider): float(cost) for team, provider, _, cost, _ in query(as_of("cost_by_team_and_provider_this_month.sql"))}
+    assert set(got) == set(month)
+    for key, value in month.items():
+        assert got[key] == pytest.approx(value, rel=1e-9), key
+    top = query(as_of("top_cost_movers_yesterday.sql"))
+    changes = sorted((abs(y - b) for b, y in movers.values()), reverse=True)[:20]
+    assert [float(abs(row[-1])) for row in top] == pytest.approx(changes, rel=1e-9, abs=1e-12)
+    for provider, account, kind, resource, before, after, _ in top:
+        assert (float(before), float(after)) == pytest.approx(tuple(movers[(provider, account, kind, resource)]), rel=1e-9, abs=1e-12)
+    pace = {row[0]: row for row in query(as_of("budget_pace.sql"))}
+    data = sum(v for (team, _), v in month.items() if team == "data")
+    assert float(pace["team:data"][4]) == pytest.approx(data, rel=1e-9)
+    assert float(pace["team:data"][5]) == pytest.approx(data / 10 * 31, rel=1e-9)
+    assert float(pace["all"][4]) == pytest.approx(sum(month.values()), rel=1e-9)
