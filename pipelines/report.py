@@ -818,11 +818,12 @@ def write_report(dest: Destination, out: Path | str = DEFAULT_OUT, days: int = D
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines report",
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    parser = argparse.ArgumentParser(prog=f"{'usage-elt' if invoked == 'usage-elt' else 'python -m pipelines'} report",
                                      description="write one self-contained HTML usage report of the warehouse")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"the HTML file to write (default {DEFAULT_OUT})")
     parser.add_argument("--days", type=int, default=DEFAULT_DAYS,
-                        help=f"complete UTC days up to yesterday (default {DEFAULT_DAYS})")
+                        help=f"complete UTC days through yesterday, or from --start / up to --end (default {DEFAULT_DAYS})")
     parser.add_argument("--start", default=None, help="first day YYYY-MM-DD (inclusive)")
     parser.add_argument("--end", default=None, help="last day YYYY-MM-DD (inclusive)")
     parser.add_argument("--destination", default=None, help="duckdb (default) or postgres; env DESTINATION")
