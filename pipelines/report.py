@@ -514,7 +514,7 @@ def cost_section(report: Report, page: Page) -> str:
     priced = [row for row in report.cost if row[3] is not None]
     unpriced = sum(int(row[4] or 0) for row in report.cost)
     if not priced:
-        return "".join(out) + nothing(f"no rate card price matches the usage of {report.win} "
+        return "".join(out) + nothing(f"no usage of {report.win} has a cost: no rate card price matches it "
                                       f"({unpriced:,} usage rows unpriced)") + "</section>"
     currencies = sorted({row[2] for row in priced})
     for currency in currencies:
@@ -536,8 +536,8 @@ def cost_section(report: Report, page: Page) -> str:
                          + [("all teams", "all", total, currency)],
                          caption=f"Cost by team and provider ({currency})", numeric=(2,)))
     if unpriced:
-        out.append(f'<p class="note">{unpriced:,} usage rows of the window have no price (no rate card row '
-                   "matches them); they are left out of the cost.</p>")
+        out.append(f'<p class="note">{unpriced:,} usage rows of the window have no cost (no rate card price, '
+                   "or no exchange rate to the reporting currency); they are left out of the cost.</p>")
     return "".join(out) + "</section>"
 
 

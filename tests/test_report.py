@@ -342,7 +342,7 @@ def test_with_a_rate_card_cost_budget_and_anomalies_are_shown(demo, browser, tmp
     (cost,) = duck(path, f"select sum(cost) from analytics.fct_daily_cost "
                          f"where usage_date between date '{win.first}' and date '{win.last}'")[0]
     assert f"all teams\tall\t{report.number(cost)}\tUSD" in text, text
-    assert "have no price" in text  # Bronto's rows are left unpriced
+    assert "have no cost" in text  # Bronto's rows are left unpriced
     assert "platform" in text and "team:ml" in text and "compute_unit_seconds" in text
 
 
