@@ -73,7 +73,7 @@ RESOURCE_COLUMNS = (
 LAYERS = (("staging", "view"), ("intermediate", "view"), ("marts", "table"))
 """The folders under sql/, in the order they build, and what their models become."""
 RAW_REF = re.compile(r"\b(raw_[a-z]+)\.([a-z_0-9]+)\b")
-GRAIN = re.compile(r"^--\s*grain:\s*([a-z_0-9, ]+?)\s*$", re.M)
+GRAIN = re.compile(r"^--\s*grain:\s*([A-Za-z_0-9, ]+?)\s*$", re.M)
 WHOLE = re.compile(r"^--\s*build:\s*whole\s*$", re.M)
 CAST_COLUMN = re.compile(r"^\s*cast\(.+\s+as\s+([a-z][a-z ]*[a-z](?:\(\d+(?:,\s*\d+)?\))?)\)\s+as\s+([a-z_][a-z_0-9]*),?\s*$", re.M)
 """A staging model's output column: `cast(<expression> as <type>) as <name>` on a line of its own."""
@@ -429,11 +429,12 @@ def _create(client, model: Model, relation: str, columns: Sequence[Tuple[str, st
     beyond what a nightly may take: there the marts built by day keep NOT NULL on the grain,
     and its uniqueness is the grain test every build runs before a swap (and `make check`)."""
     grain = model.grain
-    unknown = [column for column in grain if column not in {name for name, _ in columns}]
+    unknown = [column for column in grain if column.lower() not in {name.lower() for name, _ in columns}]
     if unknown:
         raise ModelError(model.name, f"its grain names columns it does not have: {', '.join(unknown)}")
     tag = f"{model.name}_{uuid.uuid4().hex[:8]}"
-    definitions = [f"{name} {type_}{' not null' if name in grain else ''}" for name, type_ in columns]
+    keyed = {column.lower() for column in grain}  # Postgres folds unquoted names to lower case
+    definitions = [f"{name} {type_}{' not null' if name.lower() in keyed else ''}" for name, type_ in columns]
     if grain and (model.whole or _engine(client) == "postgres"):
         definitions.append(f"constraint pk_{tag} primary key ({', '.join(grain)})")
     client.execute_sql(f"create table {relation} ({', '.join(definitions)})")

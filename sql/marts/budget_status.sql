@@ -8,7 +8,7 @@
 with
 
 budgets as (
-    select * from analytics.budgets
+    select scope, scope_type, scope_value, month, amount, currency from analytics.budgets
 ),
 
 costs as (

@@ -27,3 +27,13 @@ where cost < 0 or list_cost < 0 or reporting_cost < 0
 select usage_date, provider, account_id, resource_id, metric, cost, reporting_cost
 from analytics.fct_daily_cost
 where reporting_cost is not null and cost is null
+
+-- test: grain_not_null
+select usage_date, provider, account_id, resource_type, resource_id, metric
+from analytics.fct_daily_cost
+where usage_date is null
+   or provider is null
+   or account_id is null
+   or resource_type is null
+   or resource_id is null
+   or metric is null

@@ -1,4 +1,5 @@
 -- build: whole
+-- grain: ChargePeriodStart, x_Provider, SubAccountId, ResourceType, ResourceId, x_Metric
 -- The priced charges of fct_daily_cost as a FinOps FOCUS 1.2 dataset (CostAndUsage): one row
 -- per fact row with a price, FOCUS's column names, types and allowed values; checked with the
 -- FinOps Foundation's focus-validator (tests/test_focus.py). A charge is one UTC day of one
@@ -20,7 +21,7 @@ resources as (
 
 units as (
     -- each unit in FOCUS's UnitFormat (`GB-Months`, `1000000 Rows`, ...), written by the runner
-    select * from analytics.focus_units
+    select unit, focus_unit from analytics.focus_units
 ),
 
 tagged as (
