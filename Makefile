@@ -20,7 +20,7 @@ WITH_PROVIDERS = $(if $(SELECTED),--providers "$(SELECTED)")
 # the commands then word their hints as make variables (WAIT=, PROVIDERS=), not as options
 USAGE_ELT := USAGE_ELT_VIA_MAKE=1 $(PY) -m pipelines
 
-.PHONY: demo test bench nightly backfill models check status simulators clean
+.PHONY: demo test bench nightly backfill models check status report simulators clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -52,6 +52,9 @@ models: $(STAMP)
 
 check: $(STAMP)
 	$(USAGE_ELT) check --destination $(DESTINATION) $(WITH_PROVIDERS) --wait $(WAIT)
+
+report: $(STAMP)
+	$(USAGE_ELT) report --destination $(DESTINATION) $(if $(OUT),--out "$(OUT)") $(if $(DAYS),--days $(DAYS)) $(if $(START),--start $(START)) $(if $(END),--end $(END))
 
 simulators: $(STAMP)
 	$(PY) -m simulators

@@ -50,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return with_providers(with_wait(with_destination(commands.add_parser(name, help=help))))
 
-    command("nightly", "incremental load of every configured provider")
+    nightly = command("nightly", "incremental load of every configured provider")
+    nightly.add_argument("--report", nargs="?", const="", default=None, metavar="PATH",
+                         help="after a successful run, write the HTML usage report (default path "
+                              "data/report/usage.html; REPORT__AFTER_NIGHTLY=true makes it the default)")
     backfill = with_providers(with_wait(with_destination(commands.add_parser(
         "backfill", help="load an inclusive day range, leave the cursor alone"))), "--provider", default="all")
     backfill.add_argument("--start", required=True, help="first day YYYY-MM-DD")
@@ -61,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     models_cmd.add_argument("--start", default=None, help="first day YYYY-MM-DD (inclusive)")
     models_cmd.add_argument("--end", default=None, help="last day YYYY-MM-DD (inclusive)")
     command("check", "completeness (no missing day) and model tests; non-zero on failure")
+    commands.add_parser("report", add_help=False,
+                        help="one self-contained HTML usage report of the warehouse (report --help)")
     commands.add_parser("bench", add_help=False,
                         help="the pipeline against a bare requests+pyarrow+duckdb loader (bench --help)")
     return parser
@@ -76,7 +81,26 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     with warehouse_lock(dest, "nightly", args.wait):
         report = run_nightly(providers, dest=dest)
     print("\n".join(report.lines()))
+    if report.exit_code == config.EXIT_OK and _report_after_nightly(args):
+        from pipelines.report import DEFAULT_OUT, write_report
+
+        try:
+            written = write_report(dest, args.report or DEFAULT_OUT)
+        except Exception as exc:  # noqa: BLE001 - the night's data is loaded; only the page failed
+            print(f"error: the report was not written: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+            return config.EXIT_FAILED
+        print(f"report: {written}")
     return report.exit_code
+
+
+def _report_after_nightly(args: argparse.Namespace) -> bool:
+    """`--report`, or `REPORT__AFTER_NIGHTLY=true` (dlt config) so that a scheduled nightly
+    publishes a fresh page every morning."""
+    import dlt
+
+    if args.report is not None:
+        return True
+    return str(dlt.config.get("report.after_nightly") or "").strip().lower() in ("1", "true", "yes")
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -179,6 +203,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = checks.run_checks(dest, providers)
     for problem in problems:
         print(f"CHECK FAILED {problem}")
+    for warning in checks.run_warnings(dest):
+        print(f"CHECK WARNING {warning}")
     if not problems:
         print(f"all checks passed ({', '.join(providers)})")
     return config.EXIT_FAILED if problems else config.EXIT_OK
@@ -200,6 +226,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from pipelines import bench
 
         return bench.main(argv[1:])
+    if argv[:1] == ["report"]:
+        from pipelines import report
+
+        return report.main(argv[1:])
     args = _parser().parse_args(argv)
     _setup_logging()
     handler = {

@@ -23,3 +23,10 @@ def run_checks(dest: Destination, providers: Sequence[str]) -> List[str]:
     never = [f"completeness: {a.provider} has never been loaded into this warehouse; run `make nightly`"
              for a in missing if a.start is None]
     return never + completeness.problems(missing, oldest) + models.test_all(dest)
+
+
+def run_warnings(dest: Destination) -> List[str]:
+    """What `check` reports without failing: usage rows without a price or an exchange rate."""
+    from pipelines import pricing
+
+    return pricing.warnings(dest)
