@@ -200,7 +200,9 @@ class RunReport:
             raise  # nothing ran
         except Exception as exc:  # noqa: BLE001 - recorded, then raised on
             if stop.requested() is None:
-                self._record_early("failed", f"{self.step} step failed: " + " ".join(str(exc).split())[:300])
+                why = f"{self.step} step failed: " + " ".join(str(exc).split())[:300]
+                self._record_early("failed", why)
+                self._alert(why)
                 raise
             self._stop(exc)  # a library took the signal for an error of its own (DuckDB: "Query interrupted")
         except KeyboardInterrupt as exc:
@@ -274,6 +276,13 @@ class RunReport:
         self._enter("record")
         record(self.destination, self.run_id, self.command, self.started_at, self._with_model_failures(built))
         self._recorded = True
+        self._alert()
+
+    def _alert(self, failure: Optional[str] = None) -> None:
+        """The run's alert to ALERTS__WEBHOOK_URL, if any (pipelines/alerts.py); never fails the run."""
+        from pipelines import alerts
+
+        alerts.after_run(self, failure)
 
     def _enter(self, step: str) -> None:
         stop.check()  # a stopped run starts no further step
