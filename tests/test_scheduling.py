@@ -98,10 +98,14 @@ def test_the_readme_cron_line_runs_from_a_fresh_clone(fresh_clone, sims_env, mon
 
 
 # -- make, for people ----------------------------------------------------------------------------------
-def make(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    """`make` in the project, with this environment's Python and the environment taken as made."""
+def make(*args: str) -> subprocess.CompletedProcess:
+    """`make` in the project, with this environment's Python and the environment taken as made;
+    nothing of an outer make (`make test PROVIDERS=...` hands its variables down) or of the shell
+    sets a variable here."""
+    outer = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "PROVIDER", "PROVIDERS", "WAIT", "START", "END")
+    env = {name: value for name, value in os.environ.items() if name not in outer}
     return subprocess.run(["make", "-s", "-o", ".venv/.installed", f"PY={sys.executable}", *args], cwd=ROOT,
-                          capture_output=True, text=True, env=dict(os.environ), timeout=300, **kwargs)
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def command_of(done: subprocess.CompletedProcess) -> list:
