@@ -205,6 +205,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"CHECK FAILED {problem}")
     for warning in checks.run_warnings(dest):
         print(f"CHECK WARNING {warning}")
+    for anomaly in checks.new_anomalies(dest):
+        print(f"CHECK ANOMALY {anomaly}")
     if not problems:
         print(f"all checks passed ({', '.join(providers)})")
     return config.EXIT_FAILED if problems else config.EXIT_OK

@@ -30,3 +30,11 @@ def run_warnings(dest: Destination) -> List[str]:
     from pipelines import pricing
 
     return pricing.warnings(dest)
+
+
+def new_anomalies(dest: Destination) -> List[str]:
+    """Usage anomalies not reported before (analytics.usage_anomalies), one line each; each is
+    said once, by `check` or by the nightly's alert, whichever comes first."""
+    from pipelines import alerts
+
+    return [anomaly.text() for anomaly in alerts.new_anomalies(dest)]

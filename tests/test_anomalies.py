@@ -131,3 +131,20 @@ def test_a_budget_just_under_the_projection_is_alerted_once_over_two_nights(monk
     assert len(named) == 1, receiver.texts()
     assert named[0].startswith(f"- budget: budget all {month:%Y-%m} is projected to reach 11"), named
     assert len(receiver.bodies) == 1, "the second night had nothing new to say"
+
+
+def test_check_prints_a_new_anomaly_once(monkeypatch, sims, destination, tmp_path):  # noqa: F811
+    """Without a webhook, `check` is where a new anomaly is said; it is not said twice."""
+    monkeypatch.delenv("ALERTS__WEBHOOK_URL", raising=False)
+    sim = start(monkeypatch, sims, destination)
+    oldest = sim.projects[-1]
+    day = TODAY - dt.timedelta(days=3)
+    sim.spikes[(oldest.project_id, SPIKED_METRIC, day)] = 10
+    done = run("nightly")
+    assert done.returncode == config.EXIT_OK, done.stdout + done.stderr
+    done = run("check")
+    assert done.returncode == config.EXIT_OK, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("CHECK ANOMALY")]
+    assert len(lines) == 1 and f"usage spike {day}" in lines[0] and oldest.project_id in lines[0], done.stdout
+    again = run("check")
+    assert again.returncode == config.EXIT_OK and "CHECK ANOMALY" not in again.stdout, again.stdout
