@@ -366,8 +366,6 @@ MALFORMED = {
 @pytest.mark.parametrize("name", sorted(MALFORMED))
 def test_a_malformed_file_is_a_configuration_error_naming_file_and_line(warehouse, monkeypatch, tmp_path, name):
     setting, lines, line = MALFORMED[name]
-    if warehouse.engine == "postgres" and name not in ("overlap", "bad_currency"):
-        pytest.skip("the same refusal on both engines: two cases are enough on Postgres")
     path = write(tmp_path / f"{name}.csv", lines)
     priced_warehouse(warehouse, monkeypatch, tmp_path)
     snapshot = query("select provider, metric, sum(cost), count(*) from analytics.fct_daily_cost group by provider, metric "
