@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 DESTINATION ?= duckdb
 export DESTINATION
 WAIT ?= 0
+TEST_WORKERS ?= 2
 
 # PROVIDER and PROVIDERS are one setting, taken by every target that acts on providers: a
 # provider, provider.account, a comma list, or all (the default: every configured one)
@@ -27,13 +28,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# the report's charts script, bundled once here so the first report is as quick as the next
+	$(PY) -c "from pipelines.report import vega_javascript; vega_javascript()"
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m pipelines demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m pipelines bench $(BENCH_ARGS)
