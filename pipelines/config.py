@@ -20,6 +20,7 @@ import dlt
 
 import sources
 from sources import windows
+from sources.secrets import redact, register_password, without_password
 
 DESTINATIONS: Tuple[str, ...] = ("duckdb", "postgres")
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
@@ -316,13 +317,11 @@ def check_postgres(url: str) -> None:
         )
     import psycopg2
 
-    from sources.http import register_secret
-
-    register_secret(password)  # masked in every error of this process from now on
+    register_password(password)  # masked in every error of this process from now on
     try:
         psycopg2.connect(url, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S).close()
     except psycopg2.Error as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(password, "***")
+        reason = redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
         raise ConfigError(
             f"{POSTGRES_SETTING}: cannot connect to {_without_password(url)} ({reason}); "
             "check the host, port, database, user and password, and that the server is running"
@@ -334,11 +333,7 @@ def postgres_url() -> str:
 
 
 def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    return without_password(url)
 
 
 def configured_providers(requested: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:

@@ -41,7 +41,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_any, retry_if_exception_type, stop_after_attempt
 
 # the secret registry lives in sources.secrets; re-exported, as callers import them from here
-from sources.secrets import redact, register_secret  # noqa: F401
+from sources.secrets import redact, register_header, register_password, register_secret, without_password  # noqa: F401
 
 
 REQUESTS_SENT: Counter = Counter()
@@ -196,8 +196,7 @@ class ProviderClient:
         # masked in every ProviderError from now on
         for name, value in headers.items():
             if _is_credential_header(name):
-                for part in (str(value), *str(value).split()[-1:]):
-                    register_secret(part)
+                register_header(name, value)
         self.rest = _RESTClient(base_url=self.base_url, headers=headers, session=_session(self.settings))
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
@@ -272,7 +271,7 @@ class ProviderClient:
             )
         elif isinstance(exc, requests.exceptions.ConnectionError):
             message = (
-                f"cannot reach {self.base_url} after {self.settings.request_max_attempts} attempts "
+                f"cannot reach {without_password(self.base_url)} after {self.settings.request_max_attempts} attempts "
                 "(connection refused or dropped); check the base URL and the network"
             )
         else:

@@ -1,4 +1,5 @@
-"""Secrets never leave the process that needs them.
+"""Secrets never leave the process that needs them, are masked without corrupting the text
+around them, and sit in a `secrets.toml` that only its owner may read.
 
 The scenarios of the suite run as a scheduler would run them, with recognisable API keys (good
 ones and wrong ones) and a recognisable Postgres password: nightly and backfill loads, models,
@@ -28,6 +29,7 @@ import pytest
 from pipelines import config
 from simulators.base import FOREVER, Fault, Simulator
 from tests.conftest import query, yesterday
+from sources.http import ProviderClient, ProviderError, redact
 from tests.providers import PROVIDER_NAMES, case
 from tests.test_faults import FAST_RETRIES, SMALL, walk
 from tests.test_faults_config import closed_port
@@ -159,3 +161,44 @@ def test_no_secret_appears_in_any_output_file_or_table(sims, monkeypatch, tmp_pa
     assert not leaks, f"a secret appears in: {leaks}"
     # the search itself works: the log file holds what the runs printed
     assert outputs.log_file.stat().st_size > 0 and (Path(os.environ["DLT_DATA_DIR"]) / "pipelines").exists()
+
+
+# -- masking: whole tokens in known positions ----------------------------------------------------
+@pytest.mark.parametrize("password", ["x", "5432"])
+def test_a_short_password_is_masked_in_the_url_and_leaves_the_rest_of_the_line_alone(password, postgres_url):
+    """A password `x` must not turn "exist" into "e***ist", nor `5432` hide the port."""
+    database = f"no_such_db_{secrets.token_hex(3)}"
+    parts = urlsplit(postgres_url)
+    url = parts._replace(netloc=f"{parts.username}:{password}@{parts.hostname}:{parts.port or 5432}",
+                         path=f"/{database}").geturl()
+    with pytest.raises(config.ConfigError) as raised:
+        config.check_postgres(url)
+    message = str(raised.value)
+    assert f"cannot connect to {parts.scheme}://{parts.username}:***@{parts.hostname}:{parts.port or 5432}/{database} " in message
+    assert f'port {parts.port or 5432} failed' in message and f'database "{database}" does not exist' in message, message
+
+
+def test_a_key_is_masked_as_a_whole_token_wherever_it_stands_and_nowhere_else():
+    key = f"k{secrets.token_hex(2)}"  # short, as no real key is: masked all the same
+    ProviderClient("toy", "http://127.0.0.1:9", {"Toy-Key": key}, key_setting="SOURCES__TOY__API_KEY")
+    quoted = f"Invalid token {key}. sent Toy-Key: {key}, {{'toy-key': '{key}'}}, ?key={key}&page=2"
+    assert str(ProviderError("toy", quoted)) == "toy: Invalid token ***. sent Toy-Key: ***, {'toy-key': '***'}, ?key=***&page=2"
+    around = f"{key}0 0{key} {key}_1 x-{key}"  # longer tokens that merely contain the key
+    assert str(ProviderError("toy", around)) == f"toy: {around}"
+
+
+def test_a_credential_header_is_masked_by_its_name_whatever_its_value():
+    text = "headers {'Authorization': 'Bearer abc', 'Accept': 'application/json'} Authorization: Token def password=ghi"
+    assert redact(text) == "headers {'Authorization': 'Bearer ***', 'Accept': 'application/json'} Authorization: Token *** password=***"
+
+
+def test_a_url_is_never_printed_with_its_password(monkeypatch):
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "1")
+    base_url = f"http://user:pw-{secrets.token_hex(3)}@127.0.0.1:{closed_port()}"  # registered nowhere
+    api = ProviderClient("toy", base_url, {"Toy-Key": f"{MARK}-toy"}, key_setting="SOURCES__TOY__API_KEY")
+    with pytest.raises(ProviderError) as raised:
+        api.get_json("/v1/usage", {})
+    assert f"cannot reach http://user:***@127.0.0.1:{urlsplit(base_url).port} after 1 attempts" in str(raised.value)
+    assert redact("postgresql://me:p@ss:w@db.example.com:5432/usage at 5432") == (
+        "postgresql://me:***@db.example.com:5432/usage at 5432")
+
