@@ -1,12 +1,15 @@
 """API clients shared by the sources: bounded retries, client-side rate limits, clear errors.
 
-Every request has a timeout; 429, 5xx, dropped connections and timeouts are retried with
-exponential backoff (honouring `Retry-After`, or `RateLimit-Reset` where a vendor sends that
-instead, each wait capped); 401/403 are never retried. Failures surface as `ProviderError`, one
-line that names the provider, the endpoint, the window and the fix, and never the key.
+Every attempt has a deadline: the timeout bounds the whole attempt (connecting, waiting, and
+reading the body to its end), not each read of the socket, so a server that trickles its answer
+is cut at the timeout like one that sends nothing. 429, 5xx, dropped connections and timeouts
+are retried with exponential backoff (honouring `Retry-After`, or `RateLimit-Reset` where a
+vendor sends that instead, each wait capped); 401/403 are never retried.
+Failures surface as `ProviderError`, one line that names the provider, the endpoint, the window
+and the fix, and never the key.
 
 The limits are dlt's own runtime settings (`RuntimeConfiguration`, resolved by dlt), so one
-place configures every HTTP call: `RUNTIME__REQUEST_TIMEOUT` (seconds per attempt),
+place configures every HTTP call: `RUNTIME__REQUEST_TIMEOUT` (seconds per attempt, whole),
 `RUNTIME__REQUEST_MAX_ATTEMPTS`, `RUNTIME__REQUEST_BACKOFF_FACTOR` (first backoff in seconds,
 doubling) and `RUNTIME__REQUEST_MAX_RETRY_DELAY` (cap on any one wait, including a server's
 `Retry-After`). The project's defaults (30, 5, 0.5, 60) are in `.dlt/config.toml` `[runtime]`.
@@ -15,12 +18,14 @@ One call therefore ends within attempts x timeout + the capped waits.
 
 from __future__ import annotations
 
+import heapq
 import json
 import queue
+import socket
 import threading
 import time
 from collections import Counter
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import requests
 from dlt.common import logger
@@ -39,6 +44,8 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.redaction import sanitize_url
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_any, retry_if_exception_type, stop_after_attempt
+from urllib3 import connection as urllib3_connection
+from urllib3 import connectionpool, poolmanager
 
 # the secret registry lives in sources.secrets; re-exported, as callers import them from here
 from sources.secrets import redact, register_header, register_password, register_secret, without_password  # noqa: F401
@@ -128,10 +135,11 @@ class wait_retry_headers(wait_exponential_retry_after):
 
 
 def _session(settings: RuntimeConfiguration) -> requests.Session:
-    """A dlt requests session whose `send` retries with our wait (dlt's, plus RateLimit-Reset)."""
+    """A dlt requests session whose `send` retries with our wait (dlt's, plus RateLimit-Reset),
+    and whose every attempt ends by its deadline."""
     session = Session(timeout=settings.request_timeout, raise_for_status=False)
-    session.mount("http://", HTTPAdapter(pool_maxsize=16))
-    session.mount("https://", HTTPAdapter(pool_maxsize=16))
+    session.mount("http://", _DeadlineAdapter(settings.request_timeout, pool_maxsize=16))
+    session.mount("https://", _DeadlineAdapter(settings.request_timeout, pool_maxsize=16))
     retrying = Retrying(
         wait=wait_retry_headers(multiplier=settings.request_backoff_factor, max=settings.request_max_retry_delay),
         retry=retry_any(
@@ -144,6 +152,170 @@ def _session(settings: RuntimeConfiguration) -> requests.Session:
     )
     session.send = retrying.wraps(session.send)  # type: ignore[method-assign]
     return session
+
+
+# -- a deadline per attempt -----------------------------------------------------------------------
+class AnswerTooSlow(requests.exceptions.ReadTimeout):
+    """The whole answer (headers and body) did not arrive within the attempt's deadline: a
+    timeout like any other, retried and reported as one."""
+
+
+class _Attempt:
+    """One attempt's deadline. When it passes before the answer is read, the attempt's socket
+    is shut down, which ends the read at once, however slowly the server sends."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self._done = False
+        self._sock: Optional[socket.socket] = None
+        self._lock = threading.Lock()
+
+    def attach(self, sock: Optional[socket.socket]) -> None:
+        """The socket this attempt reads its answer from."""
+        with self._lock:
+            if not self._done:
+                self._sock = sock
+                if self.expired:
+                    _shut(sock)
+
+    def expire(self) -> None:
+        with self._lock:
+            if not self._done:
+                self.expired = True
+                _shut(self._sock)
+
+    def finish(self) -> None:
+        """The attempt is over (its connection may serve another one): never shut it now."""
+        with self._lock:
+            self._done, self._sock = True, None
+
+
+def _shut(sock: Optional[socket.socket]) -> None:
+    if sock is None:
+        return
+    try:
+        # the plain socket's shutdown, for a TLS socket too: its reader sees the end at once
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, TypeError):
+        pass
+
+
+class _Watchdog:
+    """One thread for the process that expires the attempts whose deadline passed."""
+
+    def __init__(self) -> None:
+        self._due: List[Tuple[float, int, _Attempt]] = []
+        self._changed = threading.Condition()
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, attempt: _Attempt) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (attempt.deadline, id(attempt), attempt))
+            if self._thread is None or not self._thread.is_alive():  # none yet, or lost in a fork
+                self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                expired = []
+                while self._due and self._due[0][0] <= now:
+                    expired.append(heapq.heappop(self._due)[2])
+                if not expired:
+                    self._changed.wait(self._due[0][0] - now if self._due else None)
+                    continue
+            for attempt in expired:
+                attempt.expire()
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()
+"""The attempt the current thread is sending, for the connection that reads its answer."""
+
+
+class _WatchedConnection:
+    """A urllib3 connection that hands its socket to the current attempt before it waits for
+    the answer."""
+
+    def getresponse(self):  # type: ignore[no-untyped-def]
+        attempt = getattr(_CURRENT, "attempt", None)
+        if attempt is not None:
+            self._attempt = attempt
+            attempt.attach(self.sock)  # type: ignore[attr-defined]
+        return super().getresponse()  # type: ignore[misc]
+
+
+class _WatchedPool:
+    """A urllib3 pool whose connections, once back in the pool, are out of their attempt's reach."""
+
+    def _put_conn(self, conn):  # type: ignore[no-untyped-def]
+        attempt = getattr(conn, "_attempt", None)
+        if attempt is not None:
+            attempt.finish()
+            conn._attempt = None
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _HTTPConnection(_WatchedConnection, urllib3_connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, urllib3_connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(_WatchedPool, connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(_WatchedPool, connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, with `seconds` for each attempt as a whole: the body is read here,
+    within the same deadline as the headers."""
+
+    def __init__(self, seconds: float, **kwargs: Any):
+        self.seconds = seconds
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme is poolmanager.pool_classes_by_scheme:  # not a SOCKS proxy's own
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[no-untyped-def]
+        attempt = _Attempt(self.seconds)
+        outer, _CURRENT.attempt = getattr(_CURRENT, "attempt", None), attempt
+        _WATCHDOG.watch(attempt)
+        try:
+            response = super().send(request, stream=True, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+            try:
+                response.content  # noqa: B018 - the body, before the deadline
+            except BaseException:
+                response.close()
+                raise
+            return response
+        except (requests.exceptions.RequestException, OSError) as exc:
+            if not attempt.expired:
+                raise
+            raise AnswerTooSlow(f"no whole answer within {self.seconds:g} s", request=request) from exc
+        finally:
+            attempt.finish()
+            _CURRENT.attempt = outer
 
 
 class RateLimiter:
@@ -277,6 +449,7 @@ class ProviderClient:
         else:
             message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         return ProviderError(self.provider, message, endpoint, window, status=status)
+
 
 
 def _is_credential_header(name: str) -> bool:

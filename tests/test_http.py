@@ -1,8 +1,10 @@
-"""The shared HTTP client: pages read ahead while the caller works, bodies decoded once."""
+"""The shared HTTP client: pages read ahead while the caller works, bodies decoded once, and
+every attempt bounded as a whole, however slowly a server sends its answer."""
 
 from __future__ import annotations
 
 import datetime as dt
+import socketserver
 import threading
 import time
 
@@ -110,3 +112,75 @@ def test_a_bad_request_setting_is_one_provider_error_naming_it(monkeypatch, key,
     with pytest.raises(ProviderError) as raised:
         retry_settings("neon")
     assert str(raised.value) == f"neon: RUNTIME__{key}={value!r} must be a positive number"
+
+
+# -- a deadline per attempt -----------------------------------------------------------------------
+class Trickler(socketserver.ThreadingTCPServer):
+    """A loopback HTTP server that sends a good JSON answer a few bytes a second: only its body,
+    or the whole answer from the status line on."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, trickled: str, bytes_per_s: float = 4.0, body: bytes = b'{"items": [], "count": 0}'):
+        self.trickled, self.pause_s, self.body = trickled, 1.0 / bytes_per_s, body
+        self.requests = 0
+        server = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = self.request.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                server.requests += 1
+                head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(server.body))
+                if server.trickled == "body":
+                    self.request.sendall(head)
+                    head = b""
+                try:
+                    for byte in head + server.body:
+                        self.request.sendall(bytes([byte]))
+                        time.sleep(server.pause_s)
+                except OSError:
+                    pass  # the client hung up
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> "Trickler":
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.mark.parametrize("trickled", ["body", "headers"])
+def test_an_answer_that_trickles_in_is_cut_at_the_timeout_of_each_attempt(trickled, monkeypatch):
+    """requests' timeout bounds each read of the socket, so 4 bytes a second never trip it; the
+    deadline bounds the attempt: one call ends within attempts x timeout + the capped waits."""
+    timeout_s, attempts, max_delay_s = 1.0, 3, 0.1
+    for key, value in {"TIMEOUT": timeout_s, "MAX_ATTEMPTS": attempts, "BACKOFF_FACTOR": 0.05,
+                       "MAX_RETRY_DELAY": max_delay_s}.items():
+        monkeypatch.setenv(f"RUNTIME__REQUEST_{key}", str(value))
+    with Trickler(trickled) as server:  # a whole answer takes about 7 s (body) or 25 s (headers too)
+        api = ProviderClient("adverity", server.url, {"Authorization": f"Token {KEY}"}, "SOURCES__ADVERITY__API_KEY")
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as raised:
+            api.get_json("/api/v1/usage/", {"page": 1})
+        elapsed = time.monotonic() - started
+        assert server.requests == attempts
+    assert str(raised.value) == (
+        f"adverity: the API did not answer within {timeout_s:g} s in {attempts} attempts; try again later [/api/v1/usage/]"
+    )
+    bound = attempts * timeout_s + (attempts - 1) * max_delay_s
+    assert bound - 0.5 < elapsed < bound + 0.5, f"{elapsed:.2f} s for a bound of {bound:.2f} s"
+
