@@ -4,7 +4,8 @@ Every attempt has a deadline: the timeout bounds the whole attempt (connecting, 
 reading the body to its end), not each read of the socket, so a server that trickles its answer
 is cut at the timeout like one that sends nothing. 429, 5xx, dropped connections and timeouts
 are retried with exponential backoff (honouring `Retry-After`, or `RateLimit-Reset` where a
-vendor sends that instead, each wait capped); 401/403 are never retried.
+vendor sends that instead, each wait capped); 401/403 are never retried. A redirect is followed
+only to the same scheme, host and port: the credential headers are never sent anywhere else.
 Failures surface as `ProviderError`, one line that names the provider, the endpoint, the window
 and the fix, and never the key.
 
@@ -26,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from typing import Any, Dict, Iterator, List, Optional, Tuple
+from urllib.parse import urlsplit
 
 import requests
 from dlt.common import logger
@@ -136,8 +138,8 @@ class wait_retry_headers(wait_exponential_retry_after):
 
 def _session(settings: RuntimeConfiguration) -> requests.Session:
     """A dlt requests session whose `send` retries with our wait (dlt's, plus RateLimit-Reset),
-    and whose every attempt ends by its deadline."""
-    session = Session(timeout=settings.request_timeout, raise_for_status=False)
+    whose every attempt ends by its deadline, and which follows same-origin redirects only."""
+    session = _Session(timeout=settings.request_timeout, raise_for_status=False)
     session.mount("http://", _DeadlineAdapter(settings.request_timeout, pool_maxsize=16))
     session.mount("https://", _DeadlineAdapter(settings.request_timeout, pool_maxsize=16))
     retrying = Retrying(
@@ -152,6 +154,60 @@ def _session(settings: RuntimeConfiguration) -> requests.Session:
     )
     session.send = retrying.wraps(session.send)  # type: ignore[method-assign]
     return session
+
+
+# -- redirects ------------------------------------------------------------------------------------
+class RedirectRefused(Exception):
+    """The API redirected to another origin (scheme, host or port), where the credential
+    headers must not go: `requests` strips only `Authorization`, and would keep a vendor's own
+    key header (`X-BRONTO-API-KEY`, `x-api-key`), even over plain HTTP."""
+
+    def __init__(self, source: str, target: str):
+        super().__init__(f"redirect from {origin(source)} to {origin(target)} not followed")
+        self.source = source
+        self.target = target
+
+
+def origin(url: str) -> str:
+    """`scheme://host[:port]` of `url`, without user or password, the port only when it is not
+    the scheme's default."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != _DEFAULT_PORTS.get(scheme) else "")
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class _Session(Session):
+    """dlt's session, except that a redirect to another origin is refused (`RedirectRefused`)
+    before anything is sent there, and that redirects are followed within one `send`: requests
+    would call `send` again for each, through whatever wraps it (the retries, a lock)."""
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        follow = kwargs.pop("allow_redirects", True)
+        response = super().send(request, allow_redirects=False, **kwargs)
+        history = []
+        # `next` is the redirect's request, made by requests (its origin checked below)
+        while follow and response.next is not None:
+            if len(history) >= self.max_redirects:
+                raise requests.TooManyRedirects(f"Exceeded {self.max_redirects} redirects.", response=response)
+            history.append(response)
+            response = super().send(response.next, allow_redirects=False, **kwargs)
+        response.history = history
+        return response
+
+    def rebuild_auth(self, prepared_request, response):  # type: ignore[no-untyped-def]
+        # called for every redirect with the target's absolute URL, before it is requested
+        if origin(prepared_request.url) != origin(response.url):
+            raise RedirectRefused(response.url, prepared_request.url)
+        super().rebuild_auth(prepared_request, response)
 
 
 # -- a deadline per attempt -----------------------------------------------------------------------
@@ -347,7 +403,8 @@ class ProviderClient:
 
     `key_setting` names the configuration key to fix when the API rejects the key, e.g.
     `SOURCES__NEON__API_KEY`. Timeouts and retries follow `retry_settings()` unless given.
-    The header values (the key) are masked in every error, even when a vendor echoes them.
+    The header values (the key) are masked in every error, even when a vendor echoes them,
+    and are sent to the base URL's origin only: a redirect elsewhere is a ProviderError.
     """
 
     def __init__(
@@ -432,6 +489,8 @@ class ProviderClient:
         elif status is not None:
             attempts = self.settings.request_max_attempts if status in DEFAULT_RETRY_STATUS else 1
             message = f"HTTP {status}{_vendor_detail(exc.response)} after {attempts} attempt(s)"
+        elif isinstance(exc, RedirectRefused):
+            message = self._redirect_refused(exc, endpoint)
         elif isinstance(exc, NotJSON):
             message = f"malformed response body: {exc}"
         elif isinstance(exc, (json.JSONDecodeError, requests.exceptions.JSONDecodeError, ValueError)):
@@ -450,6 +509,18 @@ class ProviderClient:
             message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         return ProviderError(self.provider, message, endpoint, window, status=status)
 
+    def _redirect_refused(self, exc: RedirectRefused, endpoint: str) -> str:
+        """The refused redirect in one line: both origins, and the base URL to configure instead
+        (the target without the endpoint's own path, when it ends with it)."""
+        setting = self.key_setting[: -len("API_KEY")] + "BASE_URL" if self.key_setting.endswith("API_KEY") else "the base URL"
+        target_path = urlsplit(exc.target).path.rstrip("/")
+        suffix = "/" + endpoint.strip("/")
+        base = origin(exc.target) + target_path[: -len(suffix)] if target_path.endswith(suffix) else None
+        fix = f"set {setting} to {base}" if base else f"set {setting} to the base URL it redirects to"
+        return (
+            f"the API at {origin(exc.source)} redirected to {origin(exc.target)}, another host, port or scheme: not "
+            f"followed, so that the key is never sent there; if that is the API's address, {fix}"
+        )
 
 
 def _is_credential_header(name: str) -> bool:
@@ -523,6 +594,8 @@ def _read_ahead(pages: Iterator[Any], depth: int) -> Iterator[Any]:
 
 
 def _raise_for_status(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    if response.is_redirect:
+        return  # the session follows it, or refuses it (RedirectRefused)
     if response.status_code >= 400:
         raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
     content_type = response.headers.get("Content-Type", "")
