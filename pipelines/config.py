@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -276,7 +277,23 @@ class Destination:
         return "parquet" if self.name == "duckdb" else "csv"
 
 
+@functools.lru_cache(maxsize=None)
+def warn_if_secrets_readable() -> None:
+    """Warn once per run about each `secrets.toml` dlt read (the project's `.dlt/`, dlt's global
+    folder) that others may read: the keys in it are as safe as its mode."""
+    from dlt.common.configuration.providers.toml import SecretsTomlProvider
+
+    for provider in dlt.secrets.config_providers:
+        for path in provider.present_locations if isinstance(provider, SecretsTomlProvider) else ():
+            mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0
+            if mode & 0o077:
+                path = os.path.abspath(path)
+                logging.getLogger("pipelines").warning(
+                    "%s is open to users other than its owner (mode %04o); run chmod 600 %s", path, mode, path)
+
+
 def destination(name: Optional[str] = None) -> Destination:
+    warn_if_secrets_readable()
     name = (name or os.environ.get("DESTINATION") or "duckdb").strip().lower()
     if name not in DESTINATIONS:
         raise ConfigError(f"unknown destination {name!r}; use --destination duckdb or --destination postgres")

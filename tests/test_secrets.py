@@ -202,3 +202,47 @@ def test_a_url_is_never_printed_with_its_password(monkeypatch):
     assert redact("postgresql://me:p@ss:w@db.example.com:5432/usage at 5432") == (
         "postgresql://me:***@db.example.com:5432/usage at 5432")
 
+
+# -- .dlt/secrets.toml readable by others ------------------------------------------------------------
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o600])
+def test_a_secrets_toml_others_may_read_is_warned_about_once_and_the_run_goes_on(mode, tmp_path, api_key):
+    import duckdb
+
+    project = tmp_path / "project"
+    (project / ".dlt").mkdir(parents=True)
+    secrets_toml = project / ".dlt" / "secrets.toml"
+    secrets_toml.write_text(f'[sources.neon]\napi_key = "{api_key}"\n')
+    secrets_toml.chmod(mode)
+    duckdb.connect(os.environ["DESTINATION__DUCKDB__CREDENTIALS"]).close()  # a warehouse, empty
+    done = subprocess.run([sys.executable, "-m", "pipelines", "status"], cwd=project, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == config.EXIT_OK, done.stdout + done.stderr
+    assert "no runs recorded" in done.stdout
+    warnings = [line for line in done.stderr.splitlines() if "secrets.toml" in line]
+    if mode == 0o600:
+        assert warnings == []
+    else:
+        (warning,) = warnings
+        assert " WARNING " in warning and warning.endswith(f"(mode {mode:04o}); run chmod 600 {secrets_toml}"), warning
+    assert api_key not in done.stdout + done.stderr
+
+
+def test_the_secrets_toml_warning_comes_once_per_run(tmp_path, monkeypatch, caplog):
+    import dlt
+    from dlt.common.configuration.providers.toml import SecretsTomlProvider
+
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "secrets.toml").write_text('[sources.neon]\napi_key = "k"\n')
+    (tmp_path / ".dlt" / "secrets.toml").chmod(0o644)
+    read = SecretsTomlProvider(settings_dir=str(tmp_path / ".dlt"))
+    monkeypatch.setattr(type(dlt.secrets), "config_providers", property(lambda accessor: [read]))
+    config.warn_if_secrets_readable.cache_clear()
+    try:
+        for _ in range(3):
+            config.destination("duckdb")
+    finally:
+        config.warn_if_secrets_readable.cache_clear()
+    assert [r.getMessage() for r in caplog.records if "chmod 600" in r.getMessage()] == [
+        f"{tmp_path / '.dlt' / 'secrets.toml'} is open to users other than its owner (mode 0644); "
+        f"run chmod 600 {tmp_path / '.dlt' / 'secrets.toml'}"
+    ]
