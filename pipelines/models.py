@@ -756,7 +756,7 @@ def test_all(dest: Destination, models: Optional[Sequence[Model]] = None) -> Lis
 
 
 DICTIONARY_TABLE = re.compile(r"^#{2,4}\s+`?analytics\.([a-z_0-9]+)`?\s*$")
-DICTIONARY_ROW = re.compile(r"^\|\s*`([a-z_0-9]+)`\s*\|.*\|\s*([^|]+?)\s*\|\s*$")
+DICTIONARY_ROW = re.compile(r"^\|\s*`([A-Za-z_0-9]+)`\s*\|.*\|\s*([^|]+?)\s*\|\s*$")
 
 
 def dictionary(path: Optional[Path] = None) -> Dict[str, Dict[str, str]]:

@@ -458,7 +458,7 @@ DICTIONARY = ROOT / "docs" / "data_dictionary.md"
 DOCUMENTED = ("fct_daily_usage", "dim_resource", "rafay_profile_usage", "adverity_monthly_usage",
               "usage_completeness", "load_runs", "load_coverage", "model_loads")
 TABLE_HEADING = re.compile(r"^### analytics\.([a-z_0-9]+)$")
-COLUMN_ROW = re.compile(r"^\| `([a-z_0-9]+)` \| [^|]+ \| [^|]+ \|$")
+COLUMN_ROW = re.compile(r"^\| `([A-Za-z_0-9]+)` \| [^|]+ \| [^|]+ \|$")
 
 
 def dictionary_columns() -> Dict[str, List[str]]:
