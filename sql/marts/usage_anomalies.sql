@@ -14,13 +14,21 @@
 --     14 days (the floor: noise on a resource tiny beside its account is not an alert).
 -- cost_impact is (quantity - median) x the day's price per unit of the fact (fct_daily_cost's
 -- unit_price over the rate card's units per pricing unit), in the card's currency; null unpriced.
--- Built whole: a changed day moves the baseline of the 14 days after it.
+-- Built whole over the facts' last 7 days: a changed day moves the baseline of the days after it.
 -- pipelines.alerts.new_anomalies() names each anomaly once (the nightly's alert, make check).
 with
 
 usage as (
     select usage_date, provider, account_id, resource_type, resource_id, resource_name, metric, quantity, unit
     from analytics.fct_daily_usage
+),
+
+recent as (
+    -- the days judged: the facts' last 7 (what a nightly and its lookback change); judging all
+    -- of history would join every fact row with its 14 days before on every build
+    select *
+    from usage
+    where usage_date > (select cast(max(usage_date) - interval '7 days' as date) from usage)
 ),
 
 history as (
@@ -32,7 +40,7 @@ history as (
         usage.resource_id,
         usage.metric,
         prior.quantity as prior_quantity
-    from usage
+    from recent as usage
     join usage as prior
         on prior.provider = usage.provider
         and prior.account_id = usage.account_id
