@@ -213,7 +213,9 @@ def _advisory_holder(cur) -> Optional[dict]:
     """Who holds the lock: the run its session names, else the session itself."""
     cur.execute(
         "select a.application_name, a.pid, a.backend_start from pg_locks l join pg_stat_activity a "
-        "on a.pid = l.pid where l.locktype = 'advisory' and l.objid = %s and l.objsubid = 1 and l.granted",
+        "on a.pid = l.pid where l.locktype = 'advisory' and l.objid = %s and l.objsubid = 1 and l.granted "
+        # advisory locks belong to a database; pg_locks lists every database's
+        "and l.database = (select oid from pg_database where datname = current_database())",
         (KEY & 0xFFFFFFFF,),
     )
     row = cur.fetchone()
