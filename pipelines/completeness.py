@@ -79,10 +79,7 @@ def ensure_tables(client, providers: Sequence[str]) -> None:
                     seeded[key] = (*key, True, load_id, None, warehouse.utc_now())
         warehouse.insert_rows(client, COVERAGE, COVERAGE_COLUMNS, seeded.values())
     client.execute_sql(CREATE_COMPLETENESS)
-    columns = {name for (name,) in client.execute_sql(
-        "select column_name from information_schema.columns "
-        f"where table_schema = {warehouse.text(models.SCHEMA)} and table_name = 'usage_completeness'")}
-    if "row_count" in columns:  # its name before the contract named it
+    if "row_count" in {name for name, _ in warehouse.columns(client, COMPLETENESS)}:  # its name before the contract named it
         client.execute_sql(f"alter table {COMPLETENESS} rename column row_count to rows")
 
 

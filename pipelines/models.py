@@ -50,6 +50,7 @@ from pipelines.config import Destination
 from pipelines.warehouse import (
     SCHEMA,
     as_date as _as_date,
+    columns as table_columns,
     day as _day,
     existing_tables,
     insert_rows,
@@ -408,9 +409,7 @@ def _shape(client, model: Model, sql: str) -> List[Tuple[str, str]]:
     client.execute_sql(f"drop table if exists {SCHEMA}.{probe}")
     try:
         client.execute_sql(f"create table {SCHEMA}.{probe} as select * from ({sql}) as model_rows where 1 = 0")
-        return [(name, type_) for name, type_ in client.execute_sql(
-            "select column_name, data_type from information_schema.columns "
-            f"where table_schema = {_text(SCHEMA)} and table_name = {_text(probe)} order by ordinal_position")]
+        return table_columns(client, f"{SCHEMA}.{probe}")
     finally:
         client.execute_sql(f"drop table if exists {SCHEMA}.{probe}")
 
@@ -474,9 +473,7 @@ def _remake(client, models: Sequence[Model], model: Model, tables: set, report: 
     names = [name for name, _ in columns]
     old = set()
     if model.relation in tables:
-        old = {name for (name,) in client.execute_sql(
-            "select column_name from information_schema.columns "
-            f"where table_schema = {_text(SCHEMA)} and table_name = {_text(model.name)}")}
+        old = {name for name, _ in table_columns(client, model.relation)}
     for provider in model.providers:
         if provider not in report.failed:
             _build_provider(client, [model], provider, None, None, [], report, target=aside)
@@ -705,9 +702,7 @@ def _build_provider(client, models: Sequence[Model], provider: str, start: Optio
         with client.begin_transaction():
             for model, candidate in built:
                 relation = target or model.relation
-                columns = ", ".join(name for (name,) in client.execute_sql(
-                    "select column_name from information_schema.columns where table_schema = "
-                    f"{_text(SCHEMA)} and table_name = {_text(candidate.split('.', 1)[1])} order by ordinal_position"))
+                columns = ", ".join(name for name, _ in table_columns(client, candidate))
                 client.execute_sql(f"delete from {relation}{where}")
                 client.execute_sql(f"insert into {relation} ({columns}) select {columns} from {candidate}")
                 (count,), = client.execute_sql(f"select count(*) from {candidate}")

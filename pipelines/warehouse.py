@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any, Dict, Iterable, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import dlt
 
@@ -41,6 +41,14 @@ def existing_tables(client) -> set:
     """`schema.table` of every table and view the connection sees."""
     rows = client.execute_sql("select table_schema, table_name from information_schema.tables")
     return {f"{schema}.{name}" for schema, name in rows}
+
+
+def columns(client, relation: str) -> List[Tuple[str, str]]:
+    """(name, type) of each column of `schema.table`, in order; none when it does not exist."""
+    schema, table = relation.split(".", 1)
+    return [(name, type_) for name, type_ in client.execute_sql(
+        "select column_name, data_type from information_schema.columns "
+        f"where table_schema = {text(schema)} and table_name = {text(table)} order by ordinal_position")]
 
 
 def text(value: object) -> str:
