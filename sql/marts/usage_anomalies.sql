@@ -18,79 +18,104 @@
 -- pipelines.alerts.new_anomalies() names each anomaly once (the nightly's alert, make check).
 with
 
-usage as (
-    select usage_date, provider, account_id, resource_type, resource_id, resource_name, metric, quantity, unit
+judged_days as (
+    -- the days judged, the facts' last 7 (what a nightly and its lookback change), and the 14
+    -- before the first of them: all the model reads; judging all of history would join every
+    -- fact row with its 14 days before on every build
+    select
+        cast(max(usage_date) - interval '7 days' as date) as judged_after,
+        cast(max(usage_date) - interval '21 days' as date) as read_after
     from analytics.fct_daily_usage
 ),
 
+series as (
+    -- one integer per resource and metric: the joins and medians below carry it, not five
+    -- strings, so that their memory stays small on a large warehouse
+    select
+        provider, account_id, resource_type, resource_id, metric,
+        dense_rank() over (order by provider, account_id, resource_type, resource_id, metric) as series
+    from (
+        select distinct provider, account_id, resource_type, resource_id, metric
+        from analytics.fct_daily_usage
+        where usage_date > (select read_after from judged_days)
+    ) as keys
+),
+
+usage as (
+    select series.series, usage.usage_date, usage.quantity
+    from analytics.fct_daily_usage as usage
+    join series
+        on series.provider = usage.provider
+        and series.account_id = usage.account_id
+        and series.resource_type = usage.resource_type
+        and series.resource_id = usage.resource_id
+        and series.metric = usage.metric
+    where usage.usage_date > (select read_after from judged_days)
+),
+
 recent as (
-    -- the days judged: the facts' last 7 (what a nightly and its lookback change); judging all
-    -- of history would join every fact row with its 14 days before on every build
     select *
     from usage
-    where usage_date > (select cast(max(usage_date) - interval '7 days' as date) from usage)
+    where usage_date > (select judged_after from judged_days)
 ),
 
 history as (
-    select
-        usage.usage_date,
-        usage.provider,
-        usage.account_id,
-        usage.resource_type,
-        usage.resource_id,
-        usage.metric,
-        prior.quantity as prior_quantity
-    from recent as usage
+    select recent.series, recent.usage_date, prior.quantity as prior_quantity
+    from recent
     join usage as prior
-        on prior.provider = usage.provider
-        and prior.account_id = usage.account_id
-        and prior.resource_type = usage.resource_type
-        and prior.resource_id = usage.resource_id
-        and prior.metric = usage.metric
-        and prior.usage_date < usage.usage_date
-        and prior.usage_date >= cast(usage.usage_date - interval '14 days' as date)
+        on prior.series = recent.series
+        and prior.usage_date < recent.usage_date
+        and prior.usage_date >= cast(recent.usage_date - interval '14 days' as date)
+),
+
+ranked as (
+    -- each judged day's prior days in order, for the median (row numbers, not an ordered-set
+    -- aggregate: a sort keeps within the memory cap, spilling to disk when it must)
+    select
+        series,
+        usage_date,
+        prior_quantity,
+        row_number() over (partition by series, usage_date order by prior_quantity) as position,
+        count(*) over (partition by series, usage_date) as prior_days
+    from history
 ),
 
 baseline as (
+    select series, usage_date, max(prior_days) as prior_days, avg(prior_quantity) as median_quantity
+    from ranked
+    where prior_days >= 7
+        and 2 * position in (prior_days, prior_days + 1, prior_days + 2)  -- the middle one or two
+    group by series, usage_date
+),
+
+deviations as (
     select
-        usage_date,
-        provider,
-        account_id,
-        resource_type,
-        resource_id,
-        metric,
-        count(*) as prior_days,
-        percentile_cont(0.5) within group (order by prior_quantity) as median_quantity
+        history.series,
+        history.usage_date,
+        baseline.prior_days,
+        abs(history.prior_quantity - baseline.median_quantity) as deviation,
+        row_number() over (
+            partition by history.series, history.usage_date
+            order by abs(history.prior_quantity - baseline.median_quantity)
+        ) as position
     from history
-    group by usage_date, provider, account_id, resource_type, resource_id, metric
-    having count(*) >= 7
+    join baseline
+        on baseline.series = history.series
+        and baseline.usage_date = history.usage_date
 ),
 
 spread as (
-    select
-        history.usage_date,
-        history.provider,
-        history.account_id,
-        history.resource_type,
-        history.resource_id,
-        history.metric,
-        percentile_cont(0.5) within group (order by abs(history.prior_quantity - baseline.median_quantity)) as mad
-    from history
-    join baseline
-        on baseline.usage_date = history.usage_date
-        and baseline.provider = history.provider
-        and baseline.account_id = history.account_id
-        and baseline.resource_type = history.resource_type
-        and baseline.resource_id = history.resource_id
-        and baseline.metric = history.metric
-    group by history.usage_date, history.provider, history.account_id, history.resource_type,
-        history.resource_id, history.metric
+    select series, usage_date, avg(deviation) as mad
+    from deviations
+    where 2 * position in (prior_days, prior_days + 1, prior_days + 2)
+    group by series, usage_date
 ),
 
 totals as (
-    select usage_date, provider, account_id, metric, sum(quantity) as total
+    select usage.usage_date, series.provider, series.account_id, series.metric, sum(usage.quantity) as total
     from usage
-    group by usage_date, provider, account_id, metric
+    join series on series.series = usage.series
+    group by usage.usage_date, series.provider, series.account_id, series.metric
 ),
 
 account_level as (
@@ -110,43 +135,56 @@ account_level as (
     group by totals.usage_date, totals.provider, totals.account_id, totals.metric
 ),
 
-judged as (
+candidates as (
     select
-        usage.*,
+        recent.series,
+        recent.usage_date,
+        recent.quantity,
         baseline.prior_days,
         baseline.median_quantity,
         spread.mad,
-        abs(usage.quantity - baseline.median_quantity) as change_,
-        coalesce(account_level.mean_total, 0) as account_mean_total
-    from usage
+        abs(recent.quantity - baseline.median_quantity) as change_
+    from recent
     join baseline
-        on baseline.usage_date = usage.usage_date
-        and baseline.provider = usage.provider
-        and baseline.account_id = usage.account_id
-        and baseline.resource_type = usage.resource_type
-        and baseline.resource_id = usage.resource_id
-        and baseline.metric = usage.metric
+        on baseline.series = recent.series
+        and baseline.usage_date = recent.usage_date
     join spread
-        on spread.usage_date = usage.usage_date
-        and spread.provider = usage.provider
-        and spread.account_id = usage.account_id
-        and spread.resource_type = usage.resource_type
-        and spread.resource_id = usage.resource_id
-        and spread.metric = usage.metric
-    left join account_level
-        on account_level.usage_date = usage.usage_date
-        and account_level.provider = usage.provider
-        and account_level.account_id = usage.account_id
-        and account_level.metric = usage.metric
+        on spread.series = recent.series
+        and spread.usage_date = recent.usage_date
     where baseline.median_quantity > 0
+        and abs(recent.quantity - baseline.median_quantity) > 5 * 1.4826 * spread.mad
+        and abs(recent.quantity - baseline.median_quantity) >= 0.10 * baseline.median_quantity
 ),
 
 flagged as (
-    select *
-    from judged
-    where change_ > 5 * 1.4826 * mad
-        and change_ >= 0.10 * median_quantity
-        and change_ >= 0.01 * account_mean_total
+    select
+        usage.usage_date,
+        usage.provider,
+        usage.account_id,
+        usage.resource_type,
+        usage.resource_id,
+        usage.resource_name,
+        usage.metric,
+        usage.unit,
+        usage.quantity,
+        candidates.median_quantity,
+        candidates.mad,
+        candidates.prior_days
+    from candidates
+    join series on series.series = candidates.series
+    join analytics.fct_daily_usage as usage
+        on usage.usage_date = candidates.usage_date
+        and usage.provider = series.provider
+        and usage.account_id = series.account_id
+        and usage.resource_type = series.resource_type
+        and usage.resource_id = series.resource_id
+        and usage.metric = series.metric
+    left join account_level
+        on account_level.usage_date = candidates.usage_date
+        and account_level.provider = series.provider
+        and account_level.account_id = series.account_id
+        and account_level.metric = series.metric
+    where candidates.change_ >= 0.01 * coalesce(account_level.mean_total, 0)
 ),
 
 units as (
