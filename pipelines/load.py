@@ -34,7 +34,7 @@ from pipelines.config import (
     split_label,
 )
 from sources import windows
-from sources.http import ProviderError, REQUESTS_SENT, redact
+from sources.http import ProviderError, REQUESTS_SENT, counted_as, redact
 
 log = logging.getLogger("pipelines")
 
@@ -116,7 +116,7 @@ def load_provider(
     dest = dest or resolve_destination(destination)
     config = check_provider(provider)
     result = LoadResult(provider)
-    requests_before = REQUESTS_SENT[split_label(provider)[0]]
+    requests_before = REQUESTS_SENT[provider]
     started = time.monotonic()
     lookback = config.lookback_days if lookback_days is None else lookback_days
     try:
@@ -127,7 +127,8 @@ def load_provider(
         pipeline = _state_of_warehouse(pipeline)
         if end_date is None:
             start_date = nightly_start(provider, pipeline, windows.parse_day(start_date) if start_date else config.start_date, lookback)
-        source = source_function(provider)(start_date=start_date, end_date=end_date, lookback_days=lookback)
+        with counted_as(provider):  # its requests are its own, whatever else loads meanwhile
+            source = source_function(provider)(start_date=start_date, end_date=end_date, lookback_days=lookback)
         for resource in source.resources.selected.values():
             resource.add_map(_day_tracker(result.days))
         info = pipeline.run(source, loader_file_format=dest.loader_file_format)
@@ -147,7 +148,7 @@ def load_provider(
         log.error(result.error)
         log.debug("%s: the failure in full", provider, exc_info=True)
     finally:
-        result.requests = REQUESTS_SENT[split_label(provider)[0]] - requests_before
+        result.requests = REQUESTS_SENT[provider] - requests_before
         result.seconds = time.monotonic() - started
     return result
 

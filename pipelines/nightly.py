@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 from pipelines import config, memory, stop
 from pipelines.load import LoadResult, load_provider
@@ -67,33 +67,28 @@ def run_nightly(providers: Optional[Sequence[str]] = None, destination: Optional
 
 def load_side_by_side(labels: Sequence[str], dest: config.Destination,
                       report: Optional[RunReport] = None) -> List[LoadResult]:
-    """Load every provider at once, each on a thread of its own, its accounts one after
-    another on that thread; results in the order asked.
+    """Load every account at once, each on a thread of its own; results in the order asked.
 
-    The providers' limits are independent (Neon's rate, Adverity's one call at a time), so the
-    slowest provider, not their sum, sets the run's length. Each dlt pipeline keeps its context
-    in its own thread, and the pipelines share one DuckDB database in this process (one
-    instance, one writer process) while writing datasets of their own. One provider runs on a
-    thread too: the calling thread only waits, free to stop the run (`pipelines.stop`).
+    Every limit the APIs set is an account's own (Neon's rate, Adverity's one call at a time,
+    Bronto's quota): each account's client keeps to it, so the slowest account, not the sum
+    of them, sets the run's length. Each dlt pipeline keeps its context in its own thread, and
+    the pipelines share one DuckDB database in this process (one instance, one writer process)
+    while writing datasets of their own. One account runs on a thread too: the calling thread
+    only waits, free to stop the run (`pipelines.stop`).
     """
     report = report or RunReport("nightly", dest, accounts=labels)
-    by_provider: Dict[str, List[str]] = {}
-    for label in labels:
-        by_provider.setdefault(config.split_label(label)[0], []).append(label)
+    labels = list(dict.fromkeys(labels))
 
-    def load_accounts(provider: str) -> List[LoadResult]:
-        results = []
-        for label in by_provider[provider]:
-            report.begin(label)
-            results.append(load_provider(label, dest=dest))
-            report.loaded(results[-1])
-        return results
+    def load_account(label: str) -> LoadResult:
+        report.begin(label)
+        result = load_provider(label, dest=dest)
+        report.loaded(result)
+        return result
 
-    done = stop.run_on_threads({provider: functools.partial(load_accounts, provider) for provider in by_provider})
-    if len(by_provider) > 1:
+    done = stop.run_on_threads({label: functools.partial(load_account, label) for label in labels})
+    if len(labels) > 1:
         memory.trim()
-    results = {result.provider: result for provider_results in done.values() for result in provider_results}
-    return [results[label] for label in labels]
+    return [done[label] for label in labels]
 
 
 DUCKDB_MEMORY_LIMIT = "96MB"

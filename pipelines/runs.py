@@ -180,7 +180,7 @@ class RunReport:
     def begin(self, label: str, what: str = "") -> None:
         """`label` starts loading (`what`: e.g. a backfill's window)."""
         stop.check()  # no window, account or provider starts once the run is stopping
-        self._requests_at[label] = REQUESTS_SENT[split_label(label)[0]]
+        self._requests_at[label] = REQUESTS_SENT[label]
         self.loading[label] = what
 
     def loaded(self, result: LoadResult, done: bool = True) -> None:
@@ -231,7 +231,7 @@ class RunReport:
         for label in self.accounts or [r.provider for r in self.results]:
             result = copy.deepcopy(self.so_far.get(label)) or LoadResult(label)
             if label in self.loading:
-                result.requests += REQUESTS_SENT[split_label(label)[0]] - self._requests_at.get(label, 0)
+                result.requests += REQUESTS_SENT[label] - self._requests_at.get(label, 0)
                 what = self.loading[label]
                 where = f"while loading{f' ({what})' if what else ''}"
             elif label in self.so_far:

@@ -137,6 +137,8 @@ class NeonSimulator(Simulator):
         self.plan_eligible = plan_eligible
         self.daily_history_days = daily_history_days
         self.bucket = TokenBucket(rate_per_minute, 60.0, burst=burst)
+        self.throttled = 0
+        """Requests refused with 429 for going over the account's rate."""
         self.projects = self._make_projects()
         self._fresh = 0  # makes every past-the-end cursor of paging_end="cursor" different
         self.routes[self.base_path + "/consumption_history/v2/projects"] = self.projects_page
@@ -230,6 +232,7 @@ class NeonSimulator(Simulator):
         allowed, _ = self.bucket.take()
         if allowed:
             return None
+        self.throttled += 1
         # Neon documents no Retry-After and no RateLimit-* headers: none are sent
         return self.error(429, "too many requests: consumption endpoints are limited per account")
 

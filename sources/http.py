@@ -19,6 +19,7 @@ One call therefore ends within attempts x timeout + the capped waits.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import queue
@@ -54,8 +55,23 @@ from sources.secrets import redact, register_header, register_password, register
 
 
 REQUESTS_SENT: Counter = Counter()
-"""Requests answered per provider in this process (retries included): run summaries read it."""
+"""Requests answered per account in this process (retries included), keyed by the account's
+label (`neon`, `neon.prod`; see `counted_as`): run summaries read it."""
 _COUNT_LOCK = threading.Lock()
+_COUNTED_AS = threading.local()
+
+
+@contextlib.contextmanager
+def counted_as(label: str) -> Iterator[None]:
+    """Clients made on this thread meanwhile count their requests under `label` (an account's
+    label), whichever threads later send them: two accounts of one provider loading side by
+    side each get their own count."""
+    before = getattr(_COUNTED_AS, "label", None)
+    _COUNTED_AS.label = label
+    try:
+        yield
+    finally:
+        _COUNTED_AS.label = before
 
 
 class ProviderError(Exception):
@@ -417,6 +433,7 @@ class ProviderClient:
         settings: Optional[RuntimeConfiguration] = None,
     ):
         self.provider = provider
+        self.counted_as = getattr(_COUNTED_AS, "label", None) or provider
         self.key_setting = key_setting
         self.rate_limiter = rate_limiter
         self.base_url = base_url.rstrip("/")
@@ -430,7 +447,7 @@ class ProviderClient:
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         with _COUNT_LOCK:
-            REQUESTS_SENT[self.provider] += 1
+            REQUESTS_SENT[self.counted_as] += 1
 
     def paginate(
         self,

@@ -132,3 +132,23 @@ def test_an_account_without_its_key_is_a_configuration_error(tenants, monkeypatc
     monkeypatch.setenv("SOURCES__RAFAY__ACCOUNTS", "emea,Asia Pacific")
     assert main(["nightly"]) == config.EXIT_CONFIG
     assert "SOURCES__RAFAY__ACCOUNTS: 'asia pacific' is not an account name" in capsys.readouterr().err
+
+
+def test_accounts_of_one_provider_load_side_by_side_each_within_its_own_limit(tenants):
+    """The accounts' limits are their own (Neon's rate is per account), so their loads overlap
+    in time rather than queue behind each other; each stays under its own limit, and each
+    account's run record counts the requests its own tenant answered."""
+    for sim in tenants.values():
+        sim.latency_s = 0.1  # every answer takes a while, as a real API's does
+    report = run_nightly(["neon", "rafay"])
+    assert report.exit_code == config.EXIT_OK, report.lines()
+    for provider, (first, second) in ACCOUNTS.items():
+        one, other = tenants[f"{provider}.{first}"].requests, tenants[f"{provider}.{second}"].requests
+        assert len(one) >= 2 and len(other) >= 2
+        # one after the other, the second account's first request would come after the first's last
+        assert max(one[0].at, other[0].at) < min(one[-1].at, other[-1].at), (
+            f"{provider}'s accounts loaded one after the other")
+    assert tenants["neon.eu"].throttled == tenants["neon.us"].throttled == 0, "an account went over its rate"
+    recorded = {(provider, account): n for provider, account, n in
+                query("duckdb", "select provider, account, requests from analytics.load_runs")}
+    assert recorded == {tuple(label.split(".")): len(sim.requests) for label, sim in tenants.items()}
