@@ -245,7 +245,10 @@ class Destination:
 
     def dlt_destination(self):
         if self.name == "duckdb":
-            return dlt.destinations.duckdb(credentials=self.location)
+            from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+            # every connection dlt opens (loads, models, checks) gets the memory cap
+            return dlt.destinations.duckdb(credentials=DuckDbCredentials(self.location, global_config=duckdb_settings()))
         return dlt.destinations.postgres()
 
     @property
@@ -275,6 +278,31 @@ class Destination:
         # Arrow tables land as parquet in DuckDB, and through COPY (csv) in Postgres: never
         # dlt's row-by-row insert statements.
         return "parquet" if self.name == "duckdb" else "csv"
+
+
+DUCKDB_MEMORY_LIMIT = "96MB"
+"""DuckDB's memory (DESTINATION__DUCKDB__MEMORY_LIMIT): merges and model builds beyond it spill
+to disk instead of growing with the data."""
+
+
+def duckdb_settings() -> Dict[str, object]:
+    """The settings of the DuckDB warehouse's database, given to dlt's credentials
+    (`global_config`): its memory cap, and no insertion order to keep (which would hold whole
+    results in memory)."""
+    limit = str(dlt.config.get("destination.duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT).strip()
+    return {"memory_limit": limit, "preserve_insertion_order": False}
+
+
+def _check_duckdb_settings() -> None:
+    import duckdb
+
+    with duckdb.connect(":memory:") as connection:
+        for name, value in duckdb_settings().items():
+            try:
+                connection.execute(f"set {name} = ?", [value])
+            except duckdb.Error:
+                raise ConfigError(f"DESTINATION__DUCKDB__{name.upper()}={value!r} is not valid; "
+                                  "give a memory size such as 96MB or 1GB") from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -307,6 +335,7 @@ def destination(name: Optional[str] = None) -> Destination:
                 f"DESTINATION__DUCKDB__CREDENTIALS={path!r}: cannot create its folder ({exc.strerror}); "
                 "choose a path in a writable folder"
             ) from None
+        _check_duckdb_settings()
         return Destination("duckdb", path)
     url = dlt.secrets.get("destination.postgres.credentials") or dlt.config.get("destination.postgres.credentials")
     if not url:

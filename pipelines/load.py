@@ -33,6 +33,7 @@ from pipelines.config import (
     source_function,
     split_label,
 )
+from pipelines.warehouse import held
 from sources import windows
 from sources.http import ProviderError, REQUESTS_SENT, counted_as, redact
 
@@ -122,21 +123,27 @@ def load_provider(
     try:
         pipeline = _whole_pipeline(provider, dest)
         _discard_abandoned_extracts(pipeline)
-        if pipeline.has_pending_data:
-            _complete_pending(pipeline, result)
-        pipeline = _state_of_warehouse(pipeline)
+        with held(dest):
+            if pipeline.has_pending_data:
+                _complete_pending(pipeline, result)
+            pipeline = _state_of_warehouse(pipeline)
         if end_date is None:
             start_date = nightly_start(provider, pipeline, windows.parse_day(start_date) if start_date else config.start_date, lookback)
         with counted_as(provider):  # its requests are its own, whatever else loads meanwhile
             source = source_function(provider)(start_date=start_date, end_date=end_date, lookback_days=lookback)
         for resource in source.resources.selected.values():
             resource.add_map(_day_tracker(result.days))
-        info = pipeline.run(source, loader_file_format=dest.loader_file_format)
-        info.raise_on_failed_jobs()
+        # reading the API and normalizing touch only the local folder: the warehouse is free
+        # meanwhile for others to read (`warehouse.held`)
+        pipeline.extract(source, loader_file_format=dest.loader_file_format)
+        normalized = pipeline.normalize()
+        with held(dest):
+            info = pipeline.load()
+            info.raise_on_failed_jobs()
+            _drop_staging_dataset(pipeline)
         _note_loaded(pipeline, info.loads_ids, result)
-        counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace.last_normalize_info else {}
+        counts = normalized.row_counts if normalized is not None else {}
         result.rows += sum(n for table, n in counts.items() if not table.startswith("_dlt"))
-        _drop_staging_dataset(pipeline)
     except Exception as exc:  # noqa: BLE001 - one provider's failure must not stop the others
         stop = stop_within(exc)
         if stop is not None:

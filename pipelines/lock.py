@@ -87,22 +87,30 @@ def warehouse_lock(dest: Destination, command: str, wait_s: float = 0.0) -> Iter
 def wait_for_duckdb(dest: Destination, wait_s: float = 0.0) -> None:
     """DuckDB allows one writing process, and no reader beside it: wait up to `wait_s` for a
     process holding the file (an analyst's session, a running load) to let go, else LockBusy."""
+    open_duckdb(dest, wait_s).close()
+
+
+def open_duckdb(dest: Destination, wait_s: float, on_wait=None):
+    """A connection to the DuckDB file, waiting up to `wait_s` while another process holds it
+    (`on_wait()` called once when it must wait), else LockBusy."""
     import duckdb
 
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            duckdb.connect(dest.location).close()
-            return
+            return duckdb.connect(dest.location)
         except duckdb.IOException as exc:
-            if not _is_lock_conflict(exc):
+            if not is_lock_conflict(exc):
                 raise
             if time.monotonic() >= deadline:
                 raise duckdb_busy(dest, exc) from None
+            if on_wait is not None:
+                on_wait()
+                on_wait = None
             time.sleep(POLL_S)
 
 
-def _is_lock_conflict(exc: BaseException) -> bool:
+def is_lock_conflict(exc: BaseException) -> bool:
     return "lock" in str(exc).lower()
 
 
@@ -133,7 +141,7 @@ def busy_behind(exc: BaseException, dest: Destination) -> Optional[LockBusy]:
     if dest.name != "duckdb":
         return None
     for cause in causes(exc):
-        if isinstance(cause, duckdb.IOException) and _is_lock_conflict(cause):
+        if isinstance(cause, duckdb.IOException) and is_lock_conflict(cause):
             return duckdb_busy(dest, cause)
     return None
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-from typing import Iterator, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from pipelines import config, memory, stop
 from pipelines.load import LoadResult, load_provider
@@ -59,7 +58,7 @@ def run_nightly(providers: Optional[Sequence[str]] = None, destination: Optional
     for provider, key in skipped.items():
         log.info("skipping %s: not configured (%s is not set)", provider, key)
     report = RunReport("nightly", dest, skipped=skipped, accounts=to_run)
-    with report.recorded(), _one_database(dest):
+    with report.recorded():
         report.results = load_side_by_side(to_run, dest, report)
         report.finish(check=True, repair=True)
     return report
@@ -89,36 +88,3 @@ def load_side_by_side(labels: Sequence[str], dest: config.Destination,
     if len(labels) > 1:
         memory.trim()
     return [done[label] for label in labels]
-
-
-DUCKDB_MEMORY_LIMIT = "96MB"
-"""DuckDB's memory during a nightly run (DESTINATION__DUCKDB__MEMORY_LIMIT): merges and model
-builds beyond it spill to disk instead of growing with the data."""
-
-
-@contextlib.contextmanager
-def _one_database(dest: config.Destination) -> Iterator[None]:
-    """On DuckDB, hold one connection for the whole run, so that the provider threads, the
-    models and the checks all join one database instance, whose memory is capped.
-
-    Threads opening the same file first at the same moment race in DuckDB's instance cache
-    ("already attached"); and without a cap DuckDB may use most of the machine's memory.
-    """
-    if dest.name != "duckdb":
-        yield
-        return
-    import dlt
-    import duckdb
-
-    connection = duckdb.connect(dest.location)
-    limit = str(dlt.config.get("destination.duckdb.memory_limit") or DUCKDB_MEMORY_LIMIT)
-    try:
-        connection.execute("set memory_limit = ?", [limit])
-    except duckdb.Error as exc:
-        connection.close()
-        raise config.ConfigError(f"DESTINATION__DUCKDB__MEMORY_LIMIT={limit!r} is not a memory size, e.g. 96MB ({exc})") from None
-    connection.execute("set preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        connection.close()

@@ -254,7 +254,13 @@ class RunReport:
     # -- the steps after the loads -------------------------------------------------------------------
     def finish(self, check: bool, repair: bool = False) -> None:
         """Note the days read, read missing days again (`repair`), rebuild every fact day not
-        built yet, check (`check`: completeness and the model tests) and record the run."""
+        built yet, check (`check`: completeness and the model tests) and record the run; the
+        DuckDB file held meanwhile (`warehouse.held`)."""
+        with warehouse.held(self.destination):
+            self._finish(check, repair)
+        self._alert()
+
+    def _finish(self, check: bool, repair: bool) -> None:
         self._enter("coverage")
         accounts, oldest = completeness.expectations([r.provider for r in self.results])
         self._record_coverage(self.results)
@@ -276,7 +282,6 @@ class RunReport:
         self._enter("record")
         record(self.destination, self.run_id, self.command, self.started_at, self._with_model_failures(built))
         self._recorded = True
-        self._alert()
 
     def _alert(self, failure: Optional[str] = None) -> None:
         """The run's alert to ALERTS__WEBHOOK_URL, if any (pipelines/alerts.py); never fails the run."""

@@ -7,13 +7,17 @@ the few helpers that write SQL literals the same way on DuckDB and Postgres.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import threading
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import dlt
 
-from pipelines.config import Destination
+from pipelines.config import Destination, duckdb_settings
+
+log = logging.getLogger("pipelines")
 
 SCHEMA = "analytics"
 _CLIENTS: Dict[Tuple[Destination, int], Any] = {}
@@ -35,6 +39,53 @@ def sql_client(dest: Destination):
                                     destination=dest.dlt_destination(), dataset_name=SCHEMA)
             client = _CLIENTS[key] = pipeline.sql_client()
     return client
+
+
+READERS_WAIT_S = 120.0
+"""How long a load waits for the DuckDB file while other processes read it (analysts'
+read-only sessions): a query ends within that; a session left open longer fails the load."""
+_HELD: Dict[str, List[Any]] = {}
+"""Per DuckDB file: [the connection that holds it, how many are inside `held`]."""
+_HOLD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def held(dest: Destination) -> Iterator[None]:
+    """The DuckDB file open in this process while inside (a load, the models, the checks), and
+    let go as soon as the last one inside leaves: between them (while providers are read,
+    which with real APIs is most of a night) other processes may open it read-only.
+
+    Every thread's dlt connections join the one database instance this connection opens, so
+    two threads never open the file first at the same moment (DuckDB's instance cache races:
+    "already attached"). Another process reading the file holds it too: the load waits up to
+    `READERS_WAIT_S` for it, then fails with the busy line. Postgres needs none of this.
+    """
+    if dest.name != "duckdb":
+        yield
+        return
+    with _HOLD_LOCK:
+        entry = _HELD.get(dest.location)
+        if entry is None:
+            entry = _HELD[dest.location] = [_open_waiting(dest), 0]
+        entry[1] += 1
+    try:
+        yield
+    finally:
+        with _HOLD_LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _HELD[dest.location]
+                entry[0].close()
+
+
+def _open_waiting(dest: Destination):
+    from pipelines.lock import open_duckdb
+
+    connection = open_duckdb(dest, READERS_WAIT_S, on_wait=lambda: log.info(
+        "the DuckDB warehouse %s is open in another process; waiting up to %.0f s for it", dest.location, READERS_WAIT_S))
+    for name, value in duckdb_settings().items():
+        connection.execute(f"set {name} = ?", [value])
+    return connection
 
 
 def existing_tables(client) -> set:
