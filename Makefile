@@ -21,7 +21,7 @@ WITH_PROVIDERS = $(if $(SELECTED),--providers "$(SELECTED)")
 # the commands then word their hints as make variables (WAIT=, PROVIDERS=), not as options
 USAGE_ELT := USAGE_ELT_VIA_MAKE=1 $(PY) -m pipelines
 
-.PHONY: demo test bench nightly backfill models check status report simulators clean
+.PHONY: demo test bench nightly backfill models check status report simulators dagster clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -61,6 +61,15 @@ report: $(STAMP)
 
 simulators: $(STAMP)
 	$(PY) -m simulators
+
+# Dagster's UI on loopback over the loads as daily-partitioned assets (pipelines/orchestration.py),
+# with the project's instance settings (one run per warehouse at a time)
+DAGSTER_HOME ?= $(CURDIR)/data/dagster
+DAGSTER_PORT ?= 3000
+dagster: $(STAMP)
+	@mkdir -p "$(DAGSTER_HOME)"
+	@cp deploy/dagster/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	DAGSTER_HOME="$(DAGSTER_HOME)" $(VENV)/bin/dagster dev -m pipelines.orchestration --host 127.0.0.1 --port $(DAGSTER_PORT)
 
 clean:
 	rm -rf data/demo data/bench .pytest_cache

@@ -111,6 +111,19 @@ def query(destination: str, sql: str) -> List[tuple]:
         con.close()
 
 
+def execute(destination: str, statement: str) -> None:
+    """Run a writing statement on the test's warehouse, as someone with a SQL client would."""
+    if destination == "duckdb":
+        import duckdb
+
+        with duckdb.connect(os.environ["DESTINATION__DUCKDB__CREDENTIALS"]) as con:
+            con.execute(statement)
+        return
+    with _pg_connect(os.environ["DESTINATION__POSTGRES__CREDENTIALS"]) as con, con.cursor() as cur:
+        cur.execute(statement)
+    con.close()
+
+
 def yesterday() -> dt.date:
     from sources.windows import last_complete_day
 
