@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     models_cmd.add_argument("--start", default=None, help="first day YYYY-MM-DD (inclusive)")
     models_cmd.add_argument("--end", default=None, help="last day YYYY-MM-DD (inclusive)")
     command("check", "completeness (no missing day) and model tests; non-zero on failure")
+    grant = with_wait(with_destination(commands.add_parser(
+        "grant-readonly", help="create or update a Postgres role that reads analytics and nothing else")))
+    grant.add_argument("role", metavar="ROLE", help="the analysts' role, e.g. analysts")
     commands.add_parser("report", add_help=False,
                         help="one self-contained HTML usage report of the warehouse (report --help)")
     commands.add_parser("bench", add_help=False,
@@ -212,6 +215,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return config.EXIT_FAILED if problems else config.EXIT_OK
 
 
+def cmd_grant_readonly(args: argparse.Namespace) -> int:
+    from pipelines import readonly
+    from pipelines.lock import warehouse_lock
+
+    dest = config.destination(args.destination)
+    role = readonly.check_role(dest, args.role)
+    with warehouse_lock(dest, "grant-readonly", args.wait):  # no grant beside a model build's table swap
+        created, relations = readonly.grant_readonly(role)
+    print("\n".join(readonly.lines(role, created, relations)))
+    return config.EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -236,7 +251,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     _setup_logging()
     handler = {
         "nightly": cmd_nightly, "backfill": cmd_backfill, "models": cmd_models, "check": cmd_check,
-        "status": cmd_status, "demo": cmd_demo,
+        "status": cmd_status, "demo": cmd_demo, "grant-readonly": cmd_grant_readonly,
     }[args.command]
     with stop.signals_stop_the_run():
         try:
