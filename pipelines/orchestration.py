@@ -39,7 +39,7 @@ from pipelines import checks, completeness, config, models, stop
 from pipelines.backfill import run_backfill, servable_range
 from pipelines.load import LoadResult
 from pipelines.lock import LockBusy, warehouse_lock
-from pipelines.nightly import load_side_by_side
+from pipelines.nightly import _one_database as one_database, load_side_by_side
 from pipelines.runs import RunReport, record
 from sources import windows
 from sources.secrets import without_password
@@ -72,6 +72,7 @@ class Warehouse(dg.ConfigurableResource):
             try:
                 dest = config.destination()
                 held.enter_context(warehouse_lock(dest, f"dagster:{job}", self.wait_seconds))
+                held.enter_context(one_database(dest))  # DuckDB: one instance for the run, its memory capped
                 self._dest = dest
             except (config.ConfigError, LockBusy) as exc:
                 self._refused = str(exc)  # each step fails with the one line, and nothing runs

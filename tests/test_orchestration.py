@@ -155,6 +155,27 @@ def test_a_provider_down_fails_its_asset_only(sims):
 
 
 @pytest.mark.parametrize("destination", ["duckdb"])
+def test_a_load_cut_short_is_finished_by_the_next_run(sims):
+    """dlt's working folder is the project's (no helper wipes it before a run): the package a
+    crashed run left is loaded by the next materialization, whatever days that one asks for."""
+    neon = sims["neon"]
+    defs = orchestration.build_definitions(["neon"])
+    assert backfill(defs, "load_raw_neon", *RANGE).success
+    dest = config.destination()
+    pipeline = pipeline_for("neon", dest)
+    pipeline.extract(config.source_function("neon")(start_date=START, end_date=START, lookback_days=0),
+                     loader_file_format=dest.loader_file_format)
+    pipeline.normalize()  # and the run ended here, its package not loaded
+    assert pipeline.has_pending_data
+
+    after = RANGE[1] + dt.timedelta(days=1)
+    done = backfill(defs, "load_raw_neon", after, after)
+    assert done.success and checks_of(done)["grain"]
+    assert_facts_equal(fct("duckdb", "neon"), truth_rows(neon, START, after))
+    assert not pipeline_for("neon", dest).has_pending_data
+
+
+@pytest.mark.parametrize("destination", ["duckdb"])
 def test_a_run_waits_for_the_warehouse_lock_and_loads_nothing_beside_another(sims):
     defs = orchestration.build_definitions(["neon"])
     with warehouse_lock(config.destination(), "nightly"):
