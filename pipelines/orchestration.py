@@ -27,7 +27,6 @@ state) is kept between runs, so a load that crashed is finished by the next run,
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import warnings
 from typing import Dict, Iterator, List, Optional, Sequence
@@ -94,8 +93,7 @@ def warehouse_tag() -> str:
         location = without_password(config.postgres_url())
     else:
         location = str(dlt_setting("destination.duckdb.credentials") or config.DEFAULT_DUCKDB_PATH)
-    identity = config.Destination(name, location).identity
-    return f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+    return os.path.basename(config.Destination(name, location).pipelines_dir)  # e.g. duckdb-<digest of its identity>
 
 
 def dlt_setting(key: str) -> Optional[object]:
@@ -250,7 +248,7 @@ def account_schedule(label: str, start: dt.date, job) -> dg.ScheduleDefinition:
     @dg.schedule(name=f"nightly_{config.dataset_of(label)}", job=job, cron_schedule=NIGHTLY_CRON,
                  execution_timezone="UTC", description=f"{label}'s nightly load (from its cursor), then the models and checks")
     def nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        days = nightly_days(start, lookback, context.scheduled_execution_time)
+        days = nightly_days(start, lookback, context.scheduled_execution_time or windows.utc_now())
         return dg.RunRequest(tags={PATH_TAG: "nightly", RANGE_START: days.first.isoformat(), RANGE_END: days.last.isoformat()})
 
     return nightly

@@ -23,6 +23,7 @@ from tests.conftest import assert_facts_equal, execute, query, yesterday
 from tests.providers import case, truth_rows
 from tests.test_accounts import fct
 from tests.test_faults import FAST_RETRIES, SMALL
+from tests.test_scheduling import make
 
 ROOT = Path(__file__).resolve().parent.parent
 START = yesterday() - dt.timedelta(days=5)
@@ -205,3 +206,11 @@ def test_the_instance_lets_one_run_per_warehouse_go_at_a_time(tmp_path, monkeypa
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
     assert limits == [{"key": orchestration.WAREHOUSE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]
+
+
+def test_make_dagster_serves_the_definitions_on_loopback():
+    done = make("-n", "dagster")
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if "dagster dev" in line]
+    assert "-m pipelines.orchestration --host 127.0.0.1 " in line, line
+    assert "deploy/dagster/dagster.yaml" in done.stdout, "the instance settings that queue one run per warehouse"
