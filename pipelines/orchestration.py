@@ -34,11 +34,11 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import dagster as dg
 from pydantic import PrivateAttr
 
-from pipelines import checks, completeness, config, models, stop
+from pipelines import checks, completeness, config, models, stop, warehouse
 from pipelines.backfill import run_backfill, servable_range
 from pipelines.load import LoadResult
 from pipelines.lock import LockBusy, warehouse_lock
-from pipelines.nightly import _one_database as one_database, load_side_by_side
+from pipelines.nightly import load_side_by_side
 from pipelines.runs import RunReport, record
 from sources import windows
 from sources.secrets import without_password
@@ -71,7 +71,6 @@ class Warehouse(dg.ConfigurableResource):
             try:
                 dest = config.destination()
                 held.enter_context(warehouse_lock(dest, f"dagster:{job}", self.wait_seconds))
-                held.enter_context(one_database(dest))  # DuckDB: one instance for the run, its memory capped
                 self._dest = dest
             except (config.ConfigError, LockBusy) as exc:
                 self._refused = str(exc)  # each step fails with the one line, and nothing runs
@@ -108,6 +107,10 @@ class _LoadReport(RunReport):
     and checks are the `analytics` asset's."""
 
     def finish_load(self, repair: bool) -> None:
+        with warehouse.held(self.destination):  # DuckDB: the file held for these steps only
+            self._finish_load(repair)
+
+    def _finish_load(self, repair: bool) -> None:
         self._enter("coverage")
         self._record_coverage(self.results)
         if repair:
