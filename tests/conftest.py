@@ -7,7 +7,7 @@ import os
 import secrets
 import uuid
 from collections import defaultdict
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -155,23 +155,29 @@ def assert_facts_equal(actual: Dict[tuple, Any], expected: Dict[tuple, Any], tol
 
 # -- the fault-injection report ---------------------------------------------------------------------
 FAULT_PROPERTY = "fault_injected"
+FAULT_TEST = "fault_test"
+"""Set on every test that reports faults, so that one failing is listed under the table."""
+GROUND_TRUTH = "ended equal to the ground truth"
 
 
 @pytest.fixture
 def fault_report(record_property):
-    """`fault_report(kind, injected)`: called by a fault test once the run it faulted (and any
-    healthy rerun) ended equal to the simulators' ground truth; summed up after the session."""
+    """`fault_report(kind, injected, outcome=None)`: called by a fault test once the run it
+    faulted ended as it must: equal to the simulators' ground truth (with any healthy rerun), or
+    with the expected exit, which `outcome` says (e.g. "exit 143, load_runs interrupted");
+    summed up after the session."""
+    record_property(FAULT_TEST, True)
 
-    def record(kind: str, injected: int) -> None:
+    def record(kind: str, injected: int, outcome: Optional[str] = None) -> None:
         assert injected > 0, f"no {kind} fault was served: the test injected nothing"
-        record_property(FAULT_PROPERTY, (kind, injected))
+        record_property(FAULT_PROPERTY, (kind, injected, outcome or GROUND_TRUTH))
 
     return record
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """One line per fault kind: faults served and runs that ended equal to the ground truth;
-    then each soak run's nights."""
+    """One line per fault kind: faults served and runs that ended equal to the ground truth (or
+    with the exit expected of them); then each soak run's nights."""
     _fault_summary(terminalreporter)
     soaks = [
         value
@@ -189,25 +195,26 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 def _fault_summary(terminalreporter) -> None:
-    kinds: Dict[str, List[int]] = defaultdict(lambda: [0, 0])
+    kinds: Dict[tuple, List[int]] = defaultdict(lambda: [0, 0])
     failed = []
     for outcome in ("passed", "failed", "error"):
         for report in terminalreporter.stats.get(outcome, []):
             if getattr(report, "when", "call") != "call" and outcome == "passed":
                 continue
-            if outcome != "passed" and "test_faults" in report.nodeid:
+            faulting = "test_faults" in report.nodeid or (FAULT_TEST, True) in getattr(report, "user_properties", ())
+            if outcome != "passed" and faulting and report.nodeid not in failed:
                 failed.append(report.nodeid)
             for name, value in getattr(report, "user_properties", ()):
                 if name == FAULT_PROPERTY and outcome == "passed":
-                    kinds[value[0]][0] += value[1]
-                    kinds[value[0]][1] += 1
+                    kind, injected, ended = value
+                    kinds[kind, ended][0] += injected
+                    kinds[kind, ended][1] += 1
     if not kinds and not failed:
         return
     terminalreporter.section("fault injection")
-    width = max((len(kind) for kind in kinds), default=10)
-    for kind, (injected, runs) in sorted(kinds.items()):
-        terminalreporter.write_line(
-            f"{kind:<{width}}  {injected:>4} injected over {runs:>2} faulted run(s); every run ended equal to the ground truth"
-        )
+    width = max((len(kind) for kind, _ in kinds), default=10)
+    for (kind, ended), (injected, runs) in sorted(kinds.items()):
+        said = ended if ended == GROUND_TRUTH else f"ended as expected: {ended}"
+        terminalreporter.write_line(f"{kind:<{width}}  {injected:>4} injected over {runs:>2} faulted run(s); every run {said}")
     for nodeid in failed:
         terminalreporter.write_line(f"FAILED {nodeid}")

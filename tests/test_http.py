@@ -164,7 +164,7 @@ class Trickler(socketserver.ThreadingTCPServer):
 
 
 @pytest.mark.parametrize("trickled", ["body", "headers"])
-def test_an_answer_that_trickles_in_is_cut_at_the_timeout_of_each_attempt(trickled, monkeypatch):
+def test_an_answer_that_trickles_in_is_cut_at_the_timeout_of_each_attempt(trickled, monkeypatch, fault_report):
     """requests' timeout bounds each read of the socket, so 4 bytes a second never trip it; the
     deadline bounds the attempt: one call ends within attempts x timeout + the capped waits."""
     timeout_s, attempts, max_delay_s = 1.0, 3, 0.1
@@ -183,4 +183,6 @@ def test_an_answer_that_trickles_in_is_cut_at_the_timeout_of_each_attempt(trickl
     )
     bound = attempts * timeout_s + (attempts - 1) * max_delay_s
     assert bound - 0.5 < elapsed < bound + 0.5, f"{elapsed:.2f} s for a bound of {bound:.2f} s"
+    fault_report(f"answer trickling in ({trickled}, 4 bytes/s)", server.requests,
+                 outcome="one line within attempts x timeout + the capped waits")
 

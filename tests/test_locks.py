@@ -17,7 +17,7 @@ from pipelines.lock import warehouse_lock
 from simulators.base import Fault
 from tests.conftest import query, yesterday
 from tests.test_cli import one_line_error, run
-from tests.test_signals import PROMPT_S, Running, last_run, next_nightly_equals_truth, requests_after, sims  # noqa: F401
+from tests.test_signals import PROMPT_S, THEN, Running, last_run, next_nightly_equals_truth, requests_after, sims  # noqa: F401
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def lock_backend(command: str) -> int:
     raise AssertionError(f"no session holds the lock for {command}")
 
 
-def test_a_run_whose_lock_session_is_terminated_stops(sims, postgres_url, monkeypatch, record_property):
+def test_a_run_whose_lock_session_is_terminated_stops(sims, postgres_url, monkeypatch, record_property, fault_report):
     monkeypatch.setenv("DESTINATION", "postgres")
     first = yesterday() - dt.timedelta(days=4)
     started = sims(["rafay", "bronto"], first)
@@ -102,6 +102,7 @@ def test_a_run_whose_lock_session_is_terminated_stops(sims, postgres_url, monkey
     assert all(status == "interrupted" and "lost the warehouse lock" in error for _, status, error in runs.values()), runs
 
     next_nightly_equals_truth(started, first, "postgres")
+    fault_report("lost Postgres lock (its session terminated)", 1, outcome=f"exit 3, one line, load_runs interrupted, {THEN}")
 
 
 def test_the_heartbeat_leaves_a_run_that_holds_its_lock_alone(sims, postgres_url, monkeypatch):

@@ -136,7 +136,8 @@ def first_day() -> dt.date:
 
 @pytest.mark.parametrize("status", [302, 307])
 @pytest.mark.parametrize("elsewhere", ["another host", "another scheme"])
-def test_a_redirect_to_another_origin_fails_in_one_line_and_sends_nothing_there(provider, servers, monkeypatch, status, elsewhere):
+def test_a_redirect_to_another_origin_fails_in_one_line_and_sends_nothing_there(provider, servers, monkeypatch, status, elsewhere,
+                                                                              fault_report):
     provider_case, sim = provider
     redirector = servers()
     target = servers(host="127.0.0.2", port=redirector.server_address[1])  # only the host differs
@@ -155,10 +156,12 @@ def test_a_redirect_to_another_origin_fails_in_one_line_and_sends_nothing_there(
     assert error.split(" [")[0].endswith(f"set {base_setting} to {to}{sim.base_path}"), error
     assert target.received == [], "a request reached the redirect's target"
     assert len(redirector.received) == 1, "the redirect was asked again"
+    fault_report(f"redirect to {elsewhere} (HTTP {status})", len(redirector.received),
+                 outcome="the load failed in one line naming both origins, nothing sent there")
 
 
 @pytest.mark.parametrize("status", [301, 308])
-def test_a_redirect_within_the_same_origin_is_followed(provider, servers, monkeypatch, status):
+def test_a_redirect_within_the_same_origin_is_followed(provider, servers, monkeypatch, status, fault_report):
     provider_case, sim = provider
     server = servers()
     server.answer = redirecting(None, status, otherwise=proxy_to(sim))
@@ -170,3 +173,5 @@ def test_a_redirect_within_the_same_origin_is_followed(provider, servers, monkey
     assert result.rows > 0
     # every request was moved once, then answered with the key it was sent with
     assert len(server.received) == 2 * len(sim.requests) and all(request.authorized for request in sim.requests)
+    fault_report(f"redirect within the same origin (HTTP {status})", len(sim.requests),
+                 outcome="followed, every request answered with its key, the load ok")

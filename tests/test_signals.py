@@ -42,6 +42,8 @@ PATIENT_RETRIES = {
 PROMPT_S = 8.0
 """The most a stopped run may take from the signal to its exit: the threads' grace (3 s) and
 the recording, with room for a loaded machine."""
+THEN = "then the next nightly equal to the ground truth"
+"""What a test of a stopped run checks last."""
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ INFO ")
 
 KILL = "def die():\n    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -216,7 +218,7 @@ def next_nightly_equals_truth(started: Dict[str, Simulator], first_day: dt.date,
 
 
 # -- a backfill ------------------------------------------------------------------------------------
-def test_sigterm_mid_backfill_starts_no_further_window(sims, record_property):
+def test_sigterm_mid_backfill_starts_no_further_window(sims, record_property, fault_report):
     last = yesterday()
     first = last - dt.timedelta(days=69)  # ten windows of a week
     started = sims(["rafay"], first)
@@ -234,10 +236,11 @@ def test_sigterm_mid_backfill_starts_no_further_window(sims, record_property):
 
     stderr = next_nightly_equals_truth(started, first)
     assert "removing the partial extract of an interrupted run" in stderr, stderr
+    fault_report("SIGTERM mid backfill", 1, outcome=f"exit 143, one line, load_runs interrupted, {THEN}")
 
 
 # -- a nightly of several providers, side by side --------------------------------------------------
-def test_sigint_mid_extract_stops_every_provider_and_records_them(sims, record_property):
+def test_sigint_mid_extract_stops_every_provider_and_records_them(sims, record_property, fault_report):
     first = yesterday() - dt.timedelta(days=6)
     # the others are slow (every answer 150 ms), so they are mid-extract too when the signal comes
     started = sims(["neon", "rafay", "bronto"], first, neon={"latency_ms": 150}, bronto={"latency_ms": 150})
@@ -256,6 +259,7 @@ def test_sigint_mid_extract_stops_every_provider_and_records_them(sims, record_p
                                "and table_name in ('fct_daily_usage', 'model_loads')"), "models were built after the signal"
 
     next_nightly_equals_truth(started, first)
+    fault_report("SIGINT mid extract (3 providers)", 1, outcome=f"exit 130, one line, load_runs interrupted, {THEN}")
 
 
 # -- every step of a run ---------------------------------------------------------------------------
@@ -264,7 +268,7 @@ MOMENTS = ["extract", "normalize", "load", "load-jobs", "models", "models-query"
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("moment", MOMENTS)
-def test_a_signal_at_any_step_ends_the_run_cleanly(moment, signum, sims, record_property, monkeypatch):
+def test_a_signal_at_any_step_ends_the_run_cleanly(moment, signum, sims, record_property, monkeypatch, fault_report):
     first = yesterday() - dt.timedelta(days=5)
     started = sims(["bronto", "adverity"], first)
     name = signal.Signals(signum).name
@@ -290,3 +294,5 @@ def test_a_signal_at_any_step_ends_the_run_cleanly(moment, signum, sims, record_
                                                     f"interrupted by {name} after its load"), runs
 
     next_nightly_equals_truth(started, first)
+    fault_report(f"{name} during {moment.replace('-', ' ')}", 1,
+                 outcome=f"exit {128 + int(signum)}, one line, load_runs interrupted, {THEN}")
