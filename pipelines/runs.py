@@ -48,7 +48,9 @@ def record(dest: Destination, run_id: str, command: str, started_at: dt.datetime
     with warehouse.sql_client(dest) as client:
         client.execute_sql(f"create schema if not exists {models.SCHEMA}")
         client.execute_sql(CREATE)
-        client.execute_sql(ADD_ACCOUNT)
+        # only when missing: an ALTER waits for every session reading load_runs, even with nothing to add
+        if "account" not in {name for name, _ in warehouse.columns(client, "analytics.load_runs")}:
+            client.execute_sql(ADD_ACCOUNT)
         with client.begin_transaction():
             _insert_runs(client, run_id, command, started_at, finished_at, results)
 
