@@ -29,6 +29,12 @@ DEFAULT_LOOKBACK_DAYS = 2
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """How long the Postgres check waits for a server that does not answer (a refused port fails at once)."""
 POSTGRES_SETTING = "DESTINATION__POSTGRES__CREDENTIALS"
+DEFAULT_LOCK_TIMEOUT_S = 5.0
+"""How long a statement of the model runner on Postgres waits for a table or view another
+session holds (DESTINATION__POSTGRES__LOCK_TIMEOUT, seconds)..."""
+DEFAULT_LOCK_ATTEMPTS = 3
+"""...and how many times it tries (DESTINATION__POSTGRES__LOCK_ATTEMPTS) before the run fails
+naming that session."""
 
 # exit codes, documented in the README
 EXIT_OK = 0
@@ -341,8 +347,27 @@ def destination(name: Optional[str] = None) -> Destination:
     if not url:
         raise ConfigError(f"{POSTGRES_SETTING} is missing; set it to postgresql://user:pass@host:port/db")
     url = str(url).strip()
+    postgres_lock_wait()  # checked before anything runs
     check_postgres(url)
     return Destination("postgres", _without_password(url))
+
+
+def postgres_lock_wait() -> Tuple[float, int]:
+    """(seconds a statement waits for a lock another session holds, attempts), from
+    DESTINATION__POSTGRES__LOCK_TIMEOUT and DESTINATION__POSTGRES__LOCK_ATTEMPTS."""
+    timeout = dlt.config.get("destination.postgres.lock_timeout")
+    attempts = dlt.config.get("destination.postgres.lock_attempts")
+    try:
+        timeout_s = DEFAULT_LOCK_TIMEOUT_S if timeout is None else float(str(timeout).strip())
+        ok = 0 < timeout_s < 86400
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"DESTINATION__POSTGRES__LOCK_TIMEOUT={timeout!r} is not a number of seconds above 0, e.g. 5")
+    text = str(DEFAULT_LOCK_ATTEMPTS if attempts is None else attempts).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"DESTINATION__POSTGRES__LOCK_ATTEMPTS={attempts!r} is not a whole number of attempts above 0, e.g. 3")
+    return timeout_s, int(text)
 
 
 def check_postgres(url: str) -> None:

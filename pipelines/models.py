@@ -17,6 +17,11 @@ destination's own connection, then the model tests.
   changes, the next build makes the whole table again from the raw data, aside, and swaps it
   in: `analytics.model_versions` keeps the digest each table was built with.
 - Column comments come from the data dictionary (docs/data_dictionary.md).
+- Analysts read while the runner works. On Postgres, a statement that drops, replaces or alters
+  a table or view waits for every session holding it (a transaction that read it, until it
+  ends): each runs under a `lock_timeout`, tried again a few times, and then the build fails
+  naming those sessions (`warehouse.changing`); a view is replaced only when its SQL changed,
+  and the incremental marts' rows are swapped with delete + insert, which waits for no reader.
 - Which days need building is kept in the warehouse: `analytics.model_loads` lists the raw
   loads already modelled, so any run after a failed or interrupted build repairs it.
 - `sql/**/<model>.tests.sql` hold the model tests: `-- test: <name>` then a query that returns
@@ -49,9 +54,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from pipelines.config import Destination
 from pipelines.warehouse import (
     SCHEMA,
+    WarehouseBusy,
     as_date as _as_date,
+    change,
+    changing,
     columns as table_columns,
     day as _day,
+    engine as _engine,
     existing_tables,
     insert_rows,
     sql_client as _sql_client,
@@ -176,11 +185,14 @@ def seeds() -> List[Seed]:
 
 def _write_seeds(client, found: Sequence[Seed]) -> None:
     """Each seed's table made again with its rows, in one transaction."""
-    with client.begin_transaction():
+
+    def write() -> None:
         for seed in found:
             client.execute_sql(f"drop table if exists {seed.relation}")
             client.execute_sql(f"create table {seed.relation} ({', '.join(f'{n} {t}' for n, t in seed.columns)})")
             insert_rows(client, seed.relation, [name for name, _ in seed.columns], seed.rows)
+
+    changing(client, [seed.relation for seed in found], write)
 
 
 def sql_dirs() -> List[Path]:
@@ -293,7 +305,8 @@ create table if not exists {MODEL_LOADS} (
 )
 """
 MODEL_VERSIONS = f"{SCHEMA}.model_versions"
-"""Per mart, the digest of the definition its table was built with."""
+"""Per mart, the digest of the definition its table was built with; per view, that of the SQL
+it was last created with."""
 CREATE_MODEL_VERSIONS = f"""
 create table if not exists {MODEL_VERSIONS} (
     model varchar not null,
@@ -366,8 +379,8 @@ def _prepare(client, models: Sequence[Model], report: BuildReport, seeded: Seque
     client.execute_sql(CREATE_MODEL_LOADS)
     client.execute_sql(CREATE_MODEL_VERSIONS)
     tables = existing_tables(client)
-    _build_views(client, models, tables, report)
     versions = _versions(client)
+    _build_views(client, models, tables, versions, report)
     modelled = {provider for (provider,) in client.execute_sql(f"select distinct provider from {MODEL_LOADS}")}
     for model in models:
         if not model.incremental or versions.get(model.name) == model.digest:
@@ -381,10 +394,9 @@ def _prepare(client, models: Sequence[Model], report: BuildReport, seeded: Seque
 
 def _create_empty(client, model: Model) -> None:
     aside = _aside(model)
-    client.execute_sql(f"drop table if exists {aside}")
+    change(client, aside, f"drop table if exists {aside}")
     _create(client, model, aside, _mart_shape(client, model))
-    with client.begin_transaction():
-        _swap(client, model, aside)
+    _swap(client, model, aside)
 
 
 def _finish(client, dest: Destination, models: Sequence[Model], report: BuildReport) -> None:
@@ -405,13 +417,13 @@ def _versions(client) -> Dict[str, str]:
 
 def _shape(client, model: Model, sql: str) -> List[Tuple[str, str]]:
     """The (column, type) of the rows `sql` gives, as the database types them."""
-    probe = f"_shape_{model.name}"
-    client.execute_sql(f"drop table if exists {SCHEMA}.{probe}")
+    probe = f"{SCHEMA}._shape_{model.name}"
+    change(client, probe, f"drop table if exists {probe}")
     try:
-        client.execute_sql(f"create table {SCHEMA}.{probe} as select * from ({sql}) as model_rows where 1 = 0")
-        return table_columns(client, f"{SCHEMA}.{probe}")
+        change(client, probe, f"create table {probe} as select * from ({sql}) as model_rows where 1 = 0")
+        return table_columns(client, probe)
     finally:
-        client.execute_sql(f"drop table if exists {SCHEMA}.{probe}")
+        change(client, probe, f"drop table if exists {probe}")
 
 
 def _mart_shape(client, model: Model) -> List[Tuple[str, str]]:
@@ -436,21 +448,27 @@ def _create(client, model: Model, relation: str, columns: Sequence[Tuple[str, st
     definitions = [f"{name} {type_}{' not null' if name.lower() in keyed else ''}" for name, type_ in columns]
     if grain and (model.whole or _engine(client) == "postgres"):
         definitions.append(f"constraint pk_{tag} primary key ({', '.join(grain)})")
-    client.execute_sql(f"create table {relation} ({', '.join(definitions)})")
+    change(client, relation, f"create table {relation} ({', '.join(definitions)})")
     if _engine(client) == "postgres" and "usage_date" in {name for name, _ in columns}:
-        client.execute_sql(f"create index ix_{tag}_usage_date on {relation} (usage_date)")
-
-
-def _engine(client) -> str:
-    return "postgres" if "postgres" in type(client).__module__ else "duckdb"
+        change(client, relation, f"create index ix_{tag}_usage_date on {relation} (usage_date)")
 
 
 def _swap(client, model: Model, aside: str) -> None:
-    """The table built aside becomes the model's table, in the caller's transaction."""
-    client.execute_sql(f"drop table if exists {model.relation}")
-    client.execute_sql(f"alter table {aside} rename to {model.name}")
-    client.execute_sql(f"delete from {MODEL_VERSIONS} where model = {_text(model.name)}")
-    insert_rows(client, MODEL_VERSIONS, ("model", "digest", "built_at"), [(model.name, model.digest, utc_now())])
+    """The table built aside becomes the model's table, in one transaction (`changing`: an
+    analyst's session holding the old table makes it wait, and fail, not hang)."""
+
+    def swap() -> None:
+        client.execute_sql(f"drop table if exists {model.relation}")
+        client.execute_sql(f"alter table {aside} rename to {model.name}")
+        _mark_version(client, model.name, model.digest)
+
+    changing(client, [model.relation, aside], swap)
+
+
+def _mark_version(client, name: str, digest: str) -> None:
+    """In the caller's transaction: `name` is built from the definition of `digest`."""
+    client.execute_sql(f"delete from {MODEL_VERSIONS} where model = {_text(name)}")
+    insert_rows(client, MODEL_VERSIONS, ("model", "digest", "built_at"), [(name, digest, utc_now())])
 
 
 def _aside(model: Model) -> str:
@@ -463,9 +481,11 @@ def _remake(client, models: Sequence[Model], model: Model, tables: set, report: 
     whose rows fail keeps its rows of the old table where the old table has the same columns."""
     aside = _aside(model)
     try:
-        client.execute_sql(f"drop table if exists {aside}")
+        change(client, aside, f"drop table if exists {aside}")
         columns = _mart_shape(client, model)
         _create(client, model, aside, columns)
+    except WarehouseBusy:
+        raise
     except Exception as exc:  # noqa: BLE001 - the database's message, on one line
         for provider in model.providers:
             report.failed.setdefault(provider, str(ModelError(model.name, " ".join(str(exc).split())[:300])))
@@ -481,8 +501,7 @@ def _remake(client, models: Sequence[Model], model: Model, tables: set, report: 
             listed = ", ".join(names)
             client.execute_sql(f"insert into {aside} ({listed}) select {listed} from {model.relation}"
                                f" where provider = {_text(provider)}")
-    with client.begin_transaction():
-        _swap(client, model, aside)
+    _swap(client, model, aside)
     report.remade.append(model.name)
 
 
@@ -490,7 +509,7 @@ def _build_whole(client, model: Model, report: BuildReport) -> None:
     """A mart built whole aside, tested, then swapped in; on failure the old table stays."""
     aside = _aside(model)
     try:
-        client.execute_sql(f"drop table if exists {aside}")
+        change(client, aside, f"drop table if exists {aside}")
         columns = _shape(client, model, model.sql)
         _create(client, model, aside, columns)
         listed = ", ".join(name for name, _ in columns)
@@ -498,26 +517,31 @@ def _build_whole(client, model: Model, report: BuildReport) -> None:
         failures = run_tests(client, model, relation=aside)
         if failures:
             raise ModelError(model.name, "its rows fail its tests, so the previous table stays: " + "; ".join(failures))
-        with client.begin_transaction():
-            _swap(client, model, aside)
+        _swap(client, model, aside)
     except Exception as exc:  # noqa: BLE001 - the database's message, on one line
+        change(client, aside, f"drop table if exists {aside}")
+        if isinstance(exc, WarehouseBusy):
+            raise
         error = exc if isinstance(exc, ModelError) else ModelError(model.name, " ".join(str(exc).split())[:300])
         report.failed_tables[model.name] = str(error)
-        client.execute_sql(f"drop table if exists {aside}")
         return
     if model.name not in report.models:
         report.models.append(model.name)
 
 
-def _build_views(client, models: Sequence[Model], tables: set, report: BuildReport) -> None:
+def _build_views(client, models: Sequence[Model], tables: set, versions: Dict[str, str], report: BuildReport) -> None:
     """Every view, then its tests; a view that fails either marks the providers it reads as
     failed."""
+    present = set(tables)
     for model in models:
         if model.kind != "view":
             continue
         try:
-            _build_view(client, model, tables, report)
+            if _build_view(client, model, tables, present, versions, report):
+                present = existing_tables(client)  # the views over it went with it
             failures = run_tests(client, model)
+        except WarehouseBusy:
+            raise
         except Exception as exc:  # noqa: BLE001 - the database's message, on one line
             error = str(ModelError(model.name, " ".join(str(exc).split())[:300]))
         else:
@@ -593,21 +617,38 @@ def _mark_modelled(client, provider: str, loads: Sequence[str]) -> None:
     insert_rows(client, MODEL_LOADS, ("provider", "load_id", "built_at"), [(provider, load_id, now) for load_id in loads])
 
 
-def _build_view(client, model: Model, tables: set, report: BuildReport) -> None:
-    """Replaced in place, so the views over it stay; one whose columns changed is dropped with
-    the views over it (Postgres keeps no view over a dropped one), and those are rebuilt after
-    it, in dependency order."""
+def _build_view(client, model: Model, tables: set, present: set, versions: Dict[str, str], report: BuildReport) -> bool:
+    """A view whose SQL changed (or that is missing) is replaced in place, so the views over it
+    stay; one whose columns changed is dropped with the views over it (Postgres keeps no view
+    over a dropped one), and those are rebuilt after it, in dependency order: returns whether
+    it was. A view already created with the same SQL is left alone: replacing it would wait for
+    every session reading it (on Postgres, an analyst's transaction that read it holds it until
+    it ends), for nothing."""
     body = _over_accounts(model, tables)
     if body is None:
         body = model.empty_sql()
         report.empty_views.append(model.name)
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    if model.relation in present and versions.get(model.name) == digest:
+        return False
+
+    def replace() -> None:
+        client.execute_sql(f"create or replace view {model.relation} as {body}")
+        _mark_version(client, model.name, digest)
+
+    def remake() -> None:
+        client.execute_sql(f"drop view if exists {model.relation} cascade")
+        client.execute_sql(f"create view {model.relation} as {body}")
+        _mark_version(client, model.name, digest)
+
     try:
-        with client.begin_transaction():
-            client.execute_sql(f"create or replace view {model.relation} as {body}")
+        changing(client, [model.relation], replace)
+        return False
+    except WarehouseBusy:
+        raise
     except Exception:  # noqa: BLE001 - Postgres cannot replace a view's columns; the retry says why it failed
-        with client.begin_transaction():
-            client.execute_sql(f"drop view if exists {model.relation} cascade")
-            client.execute_sql(f"create view {model.relation} as {body}")
+        changing(client, [model.relation], remake)
+        return True
 
 
 def _over_accounts(model: Model, tables: set) -> Optional[str]:
@@ -687,19 +728,22 @@ def _build_provider(client, models: Sequence[Model], provider: str, start: Optio
         for model in marts:
             sql = _for_provider(model.sql, provider)
             candidate = _candidate(model, provider)
-            client.execute_sql(f"drop table if exists {candidate}")
+            change(client, candidate, f"drop table if exists {candidate}")
             try:
-                client.execute_sql(f"create table {candidate} as select * from ({sql}) as model_rows where 1 = 0")
+                change(client, candidate, f"create table {candidate} as select * from ({sql}) as model_rows where 1 = 0")
                 for span in _spans(client, provider, start, end):
                     client.execute_sql(f"insert into {candidate} select * from ({sql}) as model_rows{_where(provider, *span)}")
+            except WarehouseBusy:
+                raise
             except Exception as exc:  # noqa: BLE001 - the database's message, on one line
                 raise ModelError(model.name, f"{provider}: " + " ".join(str(exc).split())[:300]) from None
             built.append((model, candidate))
             failures = run_tests(client, model, relation=candidate)
             if failures:
                 raise ModelError(model.name, f"{provider}'s rows fail its tests, so its previous facts stay: " + "; ".join(failures))
-        rows = 0
-        with client.begin_transaction():
+
+        def publish() -> int:
+            rows = 0
             for model, candidate in built:
                 relation = target or model.relation
                 columns = ", ".join(name for name, _ in table_columns(client, candidate))
@@ -709,7 +753,9 @@ def _build_provider(client, models: Sequence[Model], provider: str, start: Optio
                 rows += int(count)
             if loads:
                 _mark_modelled(client, provider, loads)
-        report.rows += rows
+            return rows
+
+        report.rows += changing(client, [target or model.relation for model, _ in built] + [MODEL_LOADS], publish)
         report.changed = True
         if start is not None and end is not None and target is None:
             report.built[provider] = (start, end)
@@ -720,7 +766,7 @@ def _build_provider(client, models: Sequence[Model], provider: str, start: Optio
         report.failed[provider] = str(exc)
     finally:
         for _, candidate in built:
-            client.execute_sql(f"drop table if exists {candidate}")
+            change(client, candidate, f"drop table if exists {candidate}")
 
 
 def run_tests(client, model: Model, relation: Optional[str] = None) -> List[str]:
@@ -796,7 +842,7 @@ def apply_comments(client, dest: Optional[Destination] = None) -> int:
     for table, column, comment in rows:
         meaning = meanings.get(table, {}).get(column)
         if meaning and meaning != comment:
-            client.execute_sql(f"comment on column {SCHEMA}.{table}.{column} is {_text(meaning)}")
+            change(client, f"{SCHEMA}.{table}", f"comment on column {SCHEMA}.{table}.{column} is {_text(meaning)}")
             written += 1
     return written
 

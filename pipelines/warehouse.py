@@ -11,13 +11,16 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Sequence, Tuple, TypeVar
 
 import dlt
 
-from pipelines.config import Destination, duckdb_settings
+from pipelines.config import Destination, duckdb_settings, postgres_lock_wait
+from pipelines.lock import LockBusy
 
 log = logging.getLogger("pipelines")
+T = TypeVar("T")
 
 SCHEMA = "analytics"
 _CLIENTS: Dict[Tuple[Destination, int], Any] = {}
@@ -86,6 +89,97 @@ def _open_waiting(dest: Destination):
     for name, value in duckdb_settings().items():
         connection.execute(f"set {name} = ?", [value])
     return connection
+
+
+def engine(client) -> str:
+    """`postgres` or `duckdb`: the engine a client talks to."""
+    return "postgres" if "postgres" in type(client).__module__ else "duckdb"
+
+
+# -- statements that change a table or view other sessions may hold ---------------------------------
+LOCK_RETRY_WAIT_S = 1.0
+"""The pause before a transaction that waited too long for another session's lock is tried again."""
+LOCK_NOT_AVAILABLE = "55P03"
+"""Postgres' error code for a lock wait that ran out (`lock_timeout`)."""
+
+
+class WarehouseBusy(LockBusy):
+    """Another session holds a table or view that a statement must change; the message names
+    the session and what to do."""
+
+
+def changing(client, relations: Sequence[str], work: Callable[[], T]) -> T:
+    """`work` (statements that change `relations`, with what must commit with them) in one
+    transaction; its result.
+
+    On Postgres a statement that drops, replaces or alters a table or view waits for every
+    session holding it, and a session idle in a transaction that read it (an analyst's) holds
+    it until that transaction ends. So the transaction runs under `set local lock_timeout`
+    (DESTINATION__POSTGRES__LOCK_TIMEOUT), and a wait that runs out rolls it back; it is tried
+    again after a short pause, DESTINATION__POSTGRES__LOCK_ATTEMPTS times in all, and then
+    WarehouseBusy names the sessions holding `relations`. Nothing of it is published unless
+    all of it commits."""
+    if engine(client) != "postgres":
+        with client.begin_transaction():
+            return work()
+    timeout_s, attempts = postgres_lock_wait()
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(LOCK_RETRY_WAIT_S)
+        try:
+            with client.begin_transaction():
+                client.execute_sql(f"set local lock_timeout = {max(1, round(timeout_s * 1000))}")
+                return work()
+        except Exception as exc:  # noqa: BLE001 - only a lock wait that ran out is tried again
+            if not _lock_timed_out(exc):
+                raise
+    raise WarehouseBusy(_held(client, relations, timeout_s, attempts))
+
+
+def change(client, relation: str, sql: str) -> None:
+    """One statement that changes `relation`: on Postgres in a transaction of its own, as
+    `changing` runs it."""
+    if engine(client) == "postgres":
+        changing(client, [relation], lambda: client.execute_sql(sql))
+    else:
+        client.execute_sql(sql)
+
+
+def _lock_timed_out(exc: BaseException) -> bool:
+    from pipelines.load import causes
+
+    return any(getattr(cause, "pgcode", None) == LOCK_NOT_AVAILABLE for cause in causes(exc))
+
+
+def _held(client, relations: Sequence[str], timeout_s: float, attempts: int) -> str:
+    """The one line for `relations` held by other sessions: who (pid, user, application, what
+    it is doing since when) and the fix."""
+    rows = client.execute_sql(
+        "select a.pid, a.usename, a.application_name, a.state, coalesce(a.xact_start, a.backend_start), "
+        "n.nspname || '.' || c.relname from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+        "join pg_class c on c.oid = l.relation join pg_namespace n on n.oid = c.relnamespace "
+        "where l.granted and l.pid <> pg_backend_pid() "
+        "and l.database = (select oid from pg_database where datname = current_database()) "
+        f"and l.relation in ({', '.join(f'to_regclass({text(relation)})' for relation in relations)}) "
+        "order by 1, 6")
+    sessions: Dict[tuple, List[str]] = {}
+    for pid, user, application, state, since, relation in rows:
+        held = sessions.setdefault((pid, user, application, state, since), [])
+        if relation not in held:
+            held.append(relation)
+    waited = f"waited {attempts} time{'s' if attempts > 1 else ''} {timeout_s:g} s"
+    if not sessions:
+        return (f"the warehouse is busy: another session held {', '.join(relations)}, which the models must change "
+                f"({waited}), and has let go since; run again")
+    who = " and ".join(
+        f"pid {pid} (user {user}, application '{application or ''}', {state or 'in a transaction'} since "
+        f"{since.astimezone(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}) holds {', '.join(named)}"
+        for (pid, user, application, state, since), named in sessions.items())
+    one = len(sessions) == 1
+    ends = ", ".join(f"select pg_terminate_backend({pid})" for pid, *_ in sessions)
+    return (f"the warehouse is busy: session{'' if one else 's'} {who}, which the models must change ({waited}); "
+            f"have {'that session' if one else 'them'} commit or roll back, or end {'it' if one else 'them'} ({ends}), "
+            "then run again")
 
 
 def existing_tables(client) -> set:
