@@ -45,6 +45,9 @@ def providers_to_run(providers: Optional[Sequence[str]]) -> tuple:
             )
     for provider in to_run:
         config.check_provider(provider)  # every setting checked before anything loads
+    from pipelines import models
+
+    models.seeds()  # the pricing files too: a malformed card is found before the loads, not after
     return to_run, skipped
 
 

@@ -370,3 +370,15 @@ def test_a_providers_failing_models_are_recorded_as_its_failure(sims):
     status, error = runs.pop("neon")
     assert status == "failed" and error.startswith("models step failed: ") and "quantity_not_negative" in error, error
     assert set(runs.values()) == {("ok", None)}, runs
+
+
+@pytest.mark.parametrize("command", [["nightly"], ["backfill", "--start", str(yesterday()), "--end", str(yesterday())]])
+def test_a_malformed_rate_card_stops_a_load_before_it_asks_any_api(sims, monkeypatch, tmp_path, command):
+    card = tmp_path / "card.csv"
+    card.write_text("provider,metric,pricing_unit,unit_price,currency,effective_from,effective_to\n"
+                    "neon,compute_unit_seconds,CU-hour,-1,USD,2026-01-01,\n")
+    monkeypatch.setenv("PRICING__RATE_CARD", str(card))
+    done = run(*command)
+    assert done.returncode == config.EXIT_CONFIG, done.stdout + done.stderr
+    assert f"{card}, line 2:" in one_line_error(done)
+    assert not any(sim.requests for sim in sims.values()), "a provider was read before the card was checked"
