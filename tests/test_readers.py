@@ -21,7 +21,7 @@ from pipelines import config
 from tests.conftest import query
 from tests.test_cli import ROOT, one_line_error, run
 
-LATENCY_S = 0.4
+LATENCY_S = 0.15
 """Each simulated answer's latency: the API time a nightly spends with the file free."""
 
 
