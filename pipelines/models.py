@@ -12,8 +12,10 @@ destination's own connection, then the model tests.
   mart has `provider` and `usage_date` columns and holds the providers it reads. A mart
   marked `-- build: whole` is built whole aside on every build that changed anything, tested,
   and swapped in.
-- A mart's `-- grain: <columns>` line is its primary key (its columns NOT NULL); on Postgres a
-  mart with `usage_date` has an index on it. When a mart's SQL (or that of a model it reads)
+- A mart's `-- grain: <columns>` line is its primary key (its columns NOT NULL; on DuckDB only
+  NOT NULL and the grain test for the marts as large as the facts: by day, or `-- size: facts`,
+  as an in-memory index of their size would not fit a nightly's memory); on Postgres a mart with
+  `usage_date` has an index on it. When a mart's SQL (or that of a model it reads)
   changes, the next build makes the whole table again from the raw data, aside, and swaps it
   in: `analytics.model_versions` keeps the digest each table was built with.
 - Column comments come from the data dictionary (docs/data_dictionary.md).
@@ -85,6 +87,7 @@ LAYERS = (("staging", "view"), ("intermediate", "view"), ("marts", "table"))
 RAW_REF = re.compile(r"\b(raw_[a-z]+)\.([a-z_0-9]+)\b")
 GRAIN = re.compile(r"^--\s*grain:\s*([A-Za-z_0-9, ]+?)\s*$", re.M)
 WHOLE = re.compile(r"^--\s*build:\s*whole\s*$", re.M)
+FACT_SIZED = re.compile(r"^--\s*size:\s*facts\s*$", re.M)
 CAST_COLUMN = re.compile(r"^\s*cast\(.+\s+as\s+([a-z][a-z ]*[a-z](?:\(\d+(?:,\s*\d+)?\))?)\)\s+as\s+([a-z_][a-z_0-9]*),?\s*$", re.M)
 """A staging model's output column: `cast(<expression> as <type>) as <name>` on a line of its own."""
 
@@ -121,6 +124,11 @@ class Model:
     def whole(self) -> bool:
         """A mart built whole on every build (`-- build: whole`), not by provider and day."""
         return self.kind == "table" and bool(WHOLE.search(self.sql))
+
+    @property
+    def fact_sized(self) -> bool:
+        """A mart with a row per fact row or so (`-- size: facts`), whatever way it is built."""
+        return self.incremental or bool(FACT_SIZED.search(self.sql))
 
     @property
     def incremental(self) -> bool:
@@ -437,8 +445,9 @@ def _create(client, model: Model, relation: str, columns: Sequence[Tuple[str, st
     made aside can take the place of the old one.
 
     DuckDB keeps a primary key's index (an ART) in memory, tens of MB per million fact rows,
-    beyond what a nightly may take: there the marts built by day keep NOT NULL on the grain,
-    and its uniqueness is the grain test every build runs before a swap (and `make check`)."""
+    beyond what a nightly may take: there the marts as large as the facts (those built by day,
+    and those marked `-- size: facts`) keep NOT NULL on the grain, and its uniqueness is the
+    grain test every build runs before a swap (and `make check`)."""
     grain = model.grain
     unknown = [column for column in grain if column.lower() not in {name.lower() for name, _ in columns}]
     if unknown:
@@ -446,7 +455,7 @@ def _create(client, model: Model, relation: str, columns: Sequence[Tuple[str, st
     tag = f"{model.name}_{uuid.uuid4().hex[:8]}"
     keyed = {column.lower() for column in grain}  # Postgres folds unquoted names to lower case
     definitions = [f"{name} {type_}{' not null' if name.lower() in keyed else ''}" for name, type_ in columns]
-    if grain and (model.whole or _engine(client) == "postgres"):
+    if grain and (not model.fact_sized or _engine(client) == "postgres"):
         definitions.append(f"constraint pk_{tag} primary key ({', '.join(grain)})")
     change(client, relation, f"create table {relation} ({', '.join(definitions)})")
     if _engine(client) == "postgres" and "usage_date" in {name for name, _ in columns}:

@@ -1,4 +1,5 @@
 -- build: whole
+-- size: facts
 -- grain: ChargePeriodStart, x_Provider, SubAccountId, ResourceType, ResourceId, x_Metric
 -- The priced charges of fct_daily_cost as a FinOps FOCUS 1.2 dataset (CostAndUsage): one row
 -- per fact row with a price, FOCUS's column names, types and allowed values; checked with the
