@@ -84,10 +84,16 @@ def warehouse_lock(dest: Destination, command: str, wait_s: float = 0.0) -> Iter
 
 
 # -- DuckDB ------------------------------------------------------------------------------------------
+READERS_GRACE_S = 3.0
+"""However short `--wait`, how long a command waits for the DuckDB file at its start: a
+read-only query (a dashboard's, an analyst's) holds it for moments, and is no reason to fail."""
+
+
 def wait_for_duckdb(dest: Destination, wait_s: float = 0.0) -> None:
-    """DuckDB allows one writing process, and no reader beside it: wait up to `wait_s` for a
-    process holding the file (an analyst's session, a running load) to let go, else LockBusy."""
-    open_duckdb(dest, wait_s).close()
+    """DuckDB allows one writing process, and no reader beside it: wait up to `wait_s` (at
+    least `READERS_GRACE_S`) for a process holding the file (an analyst's session, a running
+    load) to let go, else LockBusy."""
+    open_duckdb(dest, max(wait_s, READERS_GRACE_S)).close()
 
 
 def open_duckdb(dest: Destination, wait_s: float, on_wait=None):
