@@ -254,11 +254,31 @@ def run_baseline(sims: Simulators, window: windows.Window, folder: Path, minimum
     return Run("baseline", seconds, cpu, rss, rows, requests, minimum, code, output)
 
 
+def bench_pricing(folder: Path) -> Dict[str, str]:
+    """A rate card pricing every metric and the example's ownership rules, so that the runs
+    build the cost marts (fct_daily_cost, focus, budget_status, anomalies' impact) as a priced
+    warehouse does: the shipped templates with each row in use and an illustrative 0.01 USD per
+    pricing unit (no vendor's price)."""
+    def in_use(template: str, target: Path, price: bool) -> Path:
+        lines = []
+        for line in (ROOT / "pricing" / template).read_text().splitlines():
+            if line.startswith("# ") and line[2:].split(",", 1)[0] in PROVIDERS:
+                line = line[2:].replace("<price>", "0.01").replace(",EUR,", ",USD,") if price else line[2:]
+            lines.append(line)
+        target.write_text("\n".join(lines) + "\n")
+        return target
+
+    return {"PRICING__RATE_CARD": str(in_use("rate_card.example.csv", folder / "rate_card.csv", True)),
+            "PRICING__OWNERS": str(in_use("owners.example.csv", folder / "owners.csv", False))}
+
+
 def run_pipeline(label: str, sims: Simulators, window: windows.Window, folder: Path,
-                 minimum: Dict[str, Minimum], since: Optional[dt.date] = None) -> Run:
-    """`python -m pipelines nightly` on the warehouse in `folder` (fresh on the first call)."""
+                 minimum: Dict[str, Minimum], since: Optional[dt.date] = None, command: str = "nightly") -> Run:
+    """`python -m pipelines nightly` (or `models`, every day rebuilt) on the warehouse in
+    `folder` (fresh on the first call), priced (`bench_pricing`)."""
     database = folder / "warehouse.duckdb"
     env = clean_env({
+        **bench_pricing(folder),
         **sims.env,
         **{provider.setting("start_date"): str(window.first) for provider in sources.providers().values()},
         sources.get("neon").setting("rate_per_minute"): str(_client_rate(sims.neon_per_minute)),
@@ -266,7 +286,7 @@ def run_pipeline(label: str, sims: Simulators, window: windows.Window, folder: P
         "DESTINATION__DUCKDB__CREDENTIALS": str(database),
         "DLT_DATA_DIR": str(folder / "dlt"),
     })
-    command = [sys.executable, "-m", "pipelines", "nightly", "--destination", "duckdb"]
+    command = [sys.executable, "-m", "pipelines", command, "--destination", "duckdb"]
     with ReadOnlyProbe(database) as probe:
         seconds, cpu, rss, code, output = measure(command, env, folder / f"{label.replace(' ', '_')}.log")
     requests = sims.take_counts()
@@ -448,6 +468,12 @@ def run_phase(scale: int, latency_ms: float, neon_per_minute: float, folder: Pat
             nightly_minimum = sims.minimum(nightly_window)
             run = run_pipeline("nightly", sims, window, folder, nightly_minimum, since=nightly_window.first)
             phase.runs["nightly"] = run
+            _say(run)
+        if with_nightly and phase.runs["pipeline"].exit_code == 0:
+            # the models alone, every day rebuilt with its prices: their share of a full load
+            run = run_pipeline("models (all)", sims, window, folder, {p: Minimum(0, 0) for p in phase.minimum},
+                               command="models")
+            phase.runs["models (all)"] = run
             _say(run)
     finally:
         sims.close()
