@@ -10,7 +10,7 @@ import os
 import sys
 from typing import List, Optional
 
-from pipelines import config, memory, stop
+from pipelines import config, memory, stop, warehouse
 from pipelines.lock import LockBusy
 
 
@@ -159,7 +159,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     providers = config.parse_providers(args.providers) if args.providers else None  # status needs no credentials
     dest = _readable(config.destination(args.destination), args.wait)
-    print("\n".join(status_lines(dest, providers=providers)))
+    with warehouse.held(dest):
+        lines = status_lines(dest, providers=providers)
+    print("\n".join(lines))
     return config.EXIT_OK
 
 
@@ -185,7 +187,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     providers = _configured(args.providers)
     names = sorted({config.split_label(label)[0] for label in providers}) if chosen(args.providers) else None
     dest = config.destination(args.destination)
-    with warehouse_lock(dest, "models", args.wait):
+    with warehouse_lock(dest, "models", args.wait), warehouse.held(dest):
         # on a thread, free to stop: DuckDB answers a signal in a query with an error of its
         # own, which the model runner would take for a failing model and go on
         report = stop.run_on_threads({"models": lambda: models.build(dest, first, last, providers=names)})["models"]
@@ -203,12 +205,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     providers = _configured(args.providers)
     dest = _readable(config.destination(args.destination), args.wait)
-    problems = checks.run_checks(dest, providers)
+    with warehouse.held(dest):  # the file open once, waiting for readers' moments
+        problems = checks.run_checks(dest, providers)
+        warnings, anomalies = checks.run_warnings(dest), checks.new_anomalies(dest)
     for problem in problems:
         print(f"CHECK FAILED {problem}")
-    for warning in checks.run_warnings(dest):
+    for warning in warnings:
         print(f"CHECK WARNING {warning}")
-    for anomaly in checks.new_anomalies(dest):
+    for anomaly in anomalies:
         print(f"CHECK ANOMALY {anomaly}")
     if not problems:
         print(f"all checks passed ({', '.join(providers)})")

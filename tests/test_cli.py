@@ -303,16 +303,17 @@ def test_status_and_check_on_a_duckdb_file_held_elsewhere_are_busy_like_nightly(
     assert run("status").returncode == 0
 
 
-def test_status_during_a_nightly_names_the_run(sims):
-    sims["adverity"].latency_s = 0.3  # keeps the run busy long enough
+def test_status_during_a_nightly_reads_between_its_loads(sims):
+    """The nightly holds the DuckDB file only while it loads and models: `status` run while it
+    reads the APIs gets its moment, and the nightly's next load waits for it."""
+    sims["adverity"].latency_s = 0.3  # keeps the run reading the API for a while
     nightly = a_running_nightly()
-    time.sleep(0.5)  # past the lock, into the loads, which hold the DuckDB file
+    time.sleep(0.5)  # past the lock, into the reading of the APIs
     status = run("status")
     out, err = nightly.communicate(timeout=300)
     assert nightly.returncode == 0, out + err
-    assert status.returncode == config.EXIT_LOCKED, status.stdout + status.stderr
-    line = one_line_error(status)
-    assert f"is open in `nightly` (pid {nightly.pid}, started " in line and "--wait SECONDS" in line, line
+    assert status.returncode == config.EXIT_OK, status.stdout + status.stderr
+    assert "Traceback" not in status.stderr, status.stderr
 
 
 # -- the run record, however the run ends ------------------------------------------------------------
