@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.extract.exceptions import ResourceExtractionError
+from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.config import (
     Destination,
@@ -36,6 +38,7 @@ from pipelines.config import (
 from pipelines.warehouse import held
 from sources import windows
 from sources.http import ProviderError, REQUESTS_SENT, counted_as, redact
+from sources.lines import one_line
 
 log = logging.getLogger("pipelines")
 
@@ -390,12 +393,31 @@ def describe_failure(provider: str, exc: BaseException) -> str:
     (the provider's key, the warehouse password) are masked whatever the error quotes."""
     line = next((str(current) for current in causes(exc) if isinstance(current, ProviderError)), None)
     if line is None:
-        text = " ".join(str(exc).split())
-        line = f"{provider}: {type(exc).__name__}: {text[:300]}"
+        line = f"{provider}: {unwrapped(exc)}"
     name, _ = split_label(provider)
     if provider != name and line.startswith(f"{name}: "):
         line = f"{provider}: " + line[len(name) + 2:]  # which account failed
     return redact(line, _secrets(provider))
+
+
+def unwrapped(exc: BaseException) -> str:
+    """What failed, without dlt's wrapping: `PipelineStepFailed` holds the step's exception, a
+    `ResourceExtractionError` the resource's, and their messages repeat one another around the
+    cause. The line names the step and the resource, then the cause itself (its type and
+    message), cut at a word if long."""
+    chain = list(causes(exc))
+    step = next((getattr(current, "step", None) for current in chain if isinstance(current, PipelineStepFailed)), None)
+    resource = next((current.pipe_name for current in chain if isinstance(current, ResourceExtractionError)), None)
+    cause = next((current for current in reversed(chain) if not isinstance(current, _WRAPPERS)), chain[-1])
+    where = f"the {step} step failed" if step else ""
+    if resource:
+        where += f" in resource {resource}" if where else f"resource {resource} failed"
+    text = one_line(cause, 300)
+    return f"{where + ': ' if where else ''}{type(cause).__name__}{': ' + text if text else ''}"
+
+
+_WRAPPERS = (PipelineStepFailed, ResourceExtractionError)
+"""dlt's exceptions that only carry another one."""
 
 
 def _secrets(provider: str) -> List[str]:

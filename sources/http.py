@@ -51,6 +51,7 @@ from urllib3 import connection as urllib3_connection
 from urllib3 import connectionpool, poolmanager
 
 # the secret registry lives in sources.secrets; re-exported, as callers import them from here
+from sources.lines import one_line
 from sources.secrets import redact, register_header, register_password, register_secret, without_password  # noqa: F401
 
 
@@ -511,7 +512,7 @@ class ProviderClient:
         elif isinstance(exc, NotJSON):
             message = f"malformed response body: {exc}"
         elif isinstance(exc, (json.JSONDecodeError, requests.exceptions.JSONDecodeError, ValueError)):
-            message = f"malformed response body (truncated or not JSON: {' '.join(str(exc).split())[:80]})"
+            message = _undecodable(exc)
         elif isinstance(exc, requests.exceptions.Timeout):
             message = (
                 f"the API did not answer within {self.settings.request_timeout:g} s in "
@@ -523,7 +524,7 @@ class ProviderClient:
                 "(connection refused or dropped); check the base URL and the network"
             )
         else:
-            message = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            message = f"{type(exc).__name__}: {one_line(exc, 200)}"
         return ProviderError(self.provider, message, endpoint, window, status=status)
 
     def _redirect_refused(self, exc: RedirectRefused, endpoint: str) -> str:
@@ -538,6 +539,23 @@ class ProviderClient:
             f"the API at {origin(exc.source)} redirected to {origin(exc.target)}, another host, port or scheme: not "
             f"followed, so that the key is never sent there; if that is the API's address, {fix}"
         )
+
+
+_NOT_JSON_NUMBERS = ("NaN", "-Infinity", "Infinity")
+"""What Python's encoder writes for a float it has no JSON for; JSON itself has none of them."""
+
+
+def _undecodable(exc: BaseException) -> str:
+    """Why a body could not be decoded: a NaN or Infinity literal where a number belongs (the
+    API's encoder wrote a float JSON cannot hold: the body is whole, not cut), or else a body
+    truncated or not JSON at all."""
+    doc, pos = getattr(exc, "doc", None), getattr(exc, "pos", None)
+    if isinstance(doc, str) and isinstance(pos, int):
+        literal = next((word for word in _NOT_JSON_NUMBERS if doc.startswith(word, pos)), None)
+        if literal is not None:
+            return (f"malformed response body: {literal} at line {getattr(exc, 'lineno', '?')} column "
+                    f"{getattr(exc, 'colno', '?')}, a literal JSON does not allow (the API sent a number it could not compute)")
+    return f"malformed response body (truncated or not JSON: {one_line(exc, 80)})"
 
 
 def _is_credential_header(name: str) -> bool:
@@ -634,7 +652,7 @@ def _vendor_detail(response: Optional[requests.Response]) -> str:
     if isinstance(body, dict):
         for key in ("message", "details", "detail", "error"):
             if isinstance(body.get(key), str):
-                return ": " + " ".join(body[key].split())[:160]
+                return ": " + one_line(body[key], 160)
     return ""
 
 

@@ -11,6 +11,7 @@ from dlt.sources.helpers.rest_client.paginators import PageNumberPaginator
 from sources import windows
 from sources.http import ProviderError
 from sources.adverity import settings
+from sources.rows import table
 
 PROVIDER = "adverity"
 
@@ -211,7 +212,7 @@ def flatten_monthly_page(items: Sequence[Mapping[str, Any]], months: windows.Win
 def usage_table(rows: Sequence[Mapping[str, Any]], schema: pa.Schema = settings.USAGE_SCHEMA) -> pa.Table:
     """An Arrow table of `usage` rows (or of `monthly_usage` rows with its schema) with the raw
     table's explicit schema."""
-    return pa.Table.from_pylist(list(rows), schema=schema)
+    return table(PROVIDER, rows, schema, settings.USAGE_PATH)
 
 
 # -- the fewest requests -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from sources import windows
 from sources.bronto import settings
+from sources.rows import shown, table
 from sources.secrets import redact
 
 PROVIDER = "bronto"
@@ -129,10 +130,10 @@ def finite_number(value: Any, field: str) -> float:
     if not isinstance(value, bool):
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # an integer beyond a double's range overflows
             pass
     if number is None or not math.isfinite(number):
-        raise _body_error(field, f"is not a finite number (got {str(value)[:40]!r})")
+        raise _body_error(field, f"is not a finite number (got {shown(value)})")
     return number
 
 
@@ -320,7 +321,7 @@ def key_fingerprint(base_url: str, api_key: str) -> str:
 
 def usage_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Rows to a pyarrow table with the raw table's explicit schema."""
-    return pa.Table.from_pylist(list(rows), schema=settings.USAGE_SCHEMA)
+    return table(PROVIDER, list(rows), settings.USAGE_SCHEMA)
 
 
 # -- the fewest requests -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from requests import Request, Response
 from sources import windows
 from sources.http import ProviderError
 from sources.neon import settings
+from sources.rows import table
 
 PROVIDER = "neon"
 
@@ -232,7 +233,7 @@ def flatten_account_periods(org_id: str, periods: Iterable[Mapping[str, Any]], w
 
 def to_table(rows: List[Dict[str, Any]], schema: pa.Schema) -> pa.Table:
     """Rows as an Arrow table with the raw table's explicit schema."""
-    return pa.Table.from_pylist(rows, schema=schema)
+    return table(PROVIDER, rows, schema)
 
 
 # -- the fewest requests -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
 from sources import windows
 from sources.http import ProviderError
+from sources.rows import shown, table
 
 from . import settings
 
@@ -186,7 +187,7 @@ def _number(value: Any) -> Optional[float]:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an integer beyond a double's range overflows
         return None
     return number if number == number and number not in (float("inf"), float("-inf")) else None
 
@@ -229,7 +230,8 @@ def _required(row: Row, field: str, endpoint: str, window: object) -> Any:
 def _raw_usage(row: Row, endpoint: str, window: object) -> float:
     value = _number(_required(row, "raw_usage", endpoint, window))
     if value is None:
-        raise ProviderError(PROVIDER, f"field 'raw_usage' is not a number: {row.get('raw_usage')!r}", endpoint, window)
+        raise ProviderError(PROVIDER, f"field 'raw_usage' is not a finite number: {shown(row.get('raw_usage'))}",
+                            endpoint, window)
     return value
 
 
@@ -330,7 +332,7 @@ def flatten_profiles(envelope: Row, usage_date: dt.date, endpoint: str = "",
 
 
 def to_table(rows: List[Row], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=schema)
+    return table(PROVIDER, rows, schema)
 
 
 @dataclass(frozen=True)
