@@ -56,6 +56,8 @@ class LoadResult:
     requests: int = 0
     seconds: float = 0.0
     error: Optional[str] = None
+    warning: Optional[str] = None
+    """What the load noticed without failing (a backfill that found no rows)."""
 
     @property
     def first_day(self) -> Optional[dt.date]:
@@ -123,6 +125,7 @@ def load_provider(
     requests_before = REQUESTS_SENT[provider]
     started = time.monotonic()
     lookback = config.lookback_days if lookback_days is None else lookback_days
+    pipeline = None
     try:
         pipeline = _whole_pipeline(provider, dest)
         _discard_abandoned_extracts(pipeline)
@@ -135,7 +138,10 @@ def load_provider(
         with counted_as(provider):  # its requests are its own, whatever else loads meanwhile
             source = source_function(provider)(start_date=start_date, end_date=end_date, lookback_days=lookback)
         for resource in source.resources.selected.values():
-            resource.add_map(_day_tracker(result.days))
+            resource.add_map(_day_tracker())
+            if dest.name == "postgres":
+                table_name = resource.table_name if isinstance(resource.table_name, str) else resource.name
+                resource.add_map(_text_postgres_stores(provider, table_name))
         # reading the API and normalizing touch only the local folder: the warehouse is free
         # meanwhile for others to read (`warehouse.held`)
         pipeline.extract(source, loader_file_format=dest.loader_file_format)
@@ -155,8 +161,9 @@ def load_provider(
             raise
         result.status = "failed"
         result.error = describe_failure(provider, exc)
-        log.error(result.error)
         log.debug("%s: the failure in full", provider, exc_info=True)
+        if pipeline is not None:
+            _discard_abandoned_extracts(pipeline, failed=True)  # the next run finds no partial extract to explain
     finally:
         result.requests = REQUESTS_SENT[provider] - requests_before
         result.seconds = time.monotonic() - started
@@ -320,9 +327,10 @@ def _may_run_a_job_twice(pipeline: dlt.Pipeline, load_id: str) -> bool:
 _EXTRACT_FOLDER = re.compile(r"^[0-9a-f]{16}$")
 
 
-def _discard_abandoned_extracts(pipeline: dlt.Pipeline) -> None:
+def _discard_abandoned_extracts(pipeline: dlt.Pipeline, failed: bool = False) -> None:
     """Tidy what a run killed between two of dlt's file moves left behind (one run per
-    pipeline at a time is guaranteed by the warehouse lock):
+    pipeline at a time is guaranteed by the warehouse lock), or what this run's failed extract
+    left (`failed`: said at debug level only, the failure is the news):
 
     - killed while extracting: dlt writes a package under a random folder of `normalize/` and
       only moves it to `normalize/extracted` once extraction finished, so such a folder is half
@@ -337,7 +345,10 @@ def _discard_abandoned_extracts(pipeline: dlt.Pipeline) -> None:
     for name in os.listdir(normalize_dir):
         path = os.path.join(normalize_dir, name)
         if _EXTRACT_FOLDER.match(name) and os.path.isdir(path):
-            log.info("%s: removing the partial extract of an interrupted run (%s)", pipeline.pipeline_name, name)
+            if failed:
+                log.debug("%s: removing the partial extract of the failed load (%s)", pipeline.pipeline_name, name)
+            else:
+                log.info("%s: removing the partial extract of an interrupted run (%s)", pipeline.pipeline_name, name)
             shutil.rmtree(path, ignore_errors=True)
     extracted_dir = os.path.join(normalize_dir, "extracted")
     normalized_dir = os.path.join(pipeline.working_dir, "load", "normalized")
@@ -348,10 +359,11 @@ def _discard_abandoned_extracts(pipeline: dlt.Pipeline) -> None:
             shutil.rmtree(os.path.join(extracted_dir, load_id), ignore_errors=True)
 
 
-def _day_tracker(days: Set[dt.date]):
-    """A map step that collects the `usage_date`s passing through into `days`, and records
-    them in the load package's state so that a package finished by a later run still says
-    which days it changed."""
+def _day_tracker():
+    """A map step that records the `usage_date`s passing through in the load package's state,
+    so that a package finished by a later run still says which days it changed. The result
+    counts them only once the package is loaded (`_note_loaded`): a load that fails shows no
+    day it did not load."""
     extracted: Set[dt.date] = set()
 
     def track(item: Any) -> Any:
@@ -359,12 +371,30 @@ def _day_tracker(days: Set[dt.date]):
             new_days = set(pc.unique(item.column("usage_date")).to_pylist()) - extracted
             if new_days:
                 extracted.update(new_days)
-                days.update(new_days)
                 package_state = dlt.current.load_package_state()["state"]
                 package_state[PACKAGE_DAYS_KEY] = sorted(day.isoformat() for day in extracted)
         return item
 
     return track
+
+
+def _text_postgres_stores(provider: str, table_name: str):
+    """A map step that fails the extract on a text value with a NUL character, naming the
+    table, the column and the value: Postgres text cannot store one, and its COPY would fail the
+    same way on each of dlt's five attempts, every night."""
+
+    def check(item: Any) -> Any:
+        if isinstance(item, pa.Table):
+            for name in item.column_names:
+                column = item.column(name)
+                if pa.types.is_string(column.type) and pc.any(pc.match_substring(column, "\x00")).as_py():
+                    value = next(v for v in column.to_pylist() if v and "\x00" in v)
+                    raise ProviderError(
+                        provider, f"table {table_name}, column {name}: the API sent {value!r}, with a NUL character, "
+                        "which Postgres text cannot store; nothing of this load was written")
+        return item
+
+    return check
 
 
 # -- a signal is not a provider's failure ----------------------------------------------------------
