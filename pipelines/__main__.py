@@ -191,13 +191,25 @@ def cmd_models(args: argparse.Namespace) -> int:
         # on a thread, free to stop: DuckDB answers a signal in a query with an error of its
         # own, which the model runner would take for a failing model and go on
         report = stop.run_on_threads({"models": lambda: models.build(dest, first, last, providers=names)})["models"]
-    span = f"{first or 'all'}..{last or 'all'}"
-    print(f"built {len(report.models)} models; analytics.fct_daily_usage {span}: {report.rows} rows")
-    for name in report.empty_views:
-        print(f"  {name}: no raw data yet (empty view)")
+    span = f" {first or 'the first day'}..{last or 'the last day'}" if first or last else ""
+    print(f"built {len(report.models)} models; analytics.fct_daily_usage{span}: {report.rows} rows")
+    for provider in _without_raw_data(report):
+        print(f"  {provider}: no raw data yet, its staging views are empty; load it with a nightly or a backfill")
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)
     return config.EXIT_FAILED if report.errors else config.EXIT_OK
+
+
+def _without_raw_data(report) -> List[str]:
+    """The providers none of whose staging views found a raw table: news worth a line. A view
+    of an optional table (an endpoint a provider's account does not use) is empty every night
+    and is no news."""
+    staging: dict = {}
+    for name in report.models:
+        if name.startswith("stg_") and "__" in name:
+            staging.setdefault(name[len("stg_"):].split("__", 1)[0], []).append(name)
+    empty = set(report.empty_views)
+    return [provider for provider, views in sorted(staging.items()) if empty.issuperset(views)]
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -91,6 +91,9 @@ def run_backfill(providers: Sequence[str], first: dt.date, last: dt.date, dest: 
                 if part.status != "ok":
                     total.status, total.error = part.status, part.error
                     break
+            if total.status == "ok" and not total.rows:
+                total.warning = (f"{provider}: no rows over {first}..{last}: the API reported no usage for any of "
+                                 "those days; check the range and the account")
             report.loaded(total)
             results.append(total)
         return results

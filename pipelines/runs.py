@@ -31,11 +31,12 @@ create table if not exists analytics.load_runs (
     row_count bigint not null,
     requests integer not null,
     error_message varchar,
-    account varchar
+    account varchar,
+    warning varchar
 )
 """
-ADD_ACCOUNT = "alter table analytics.load_runs add column if not exists account varchar"
-"""Tables made before accounts came get the column (their rows are each provider's one account)."""
+ADDED_COLUMNS = ("account", "warning")
+"""Columns added since the table was first made: tables made before get them (null in their rows)."""
 
 
 def new_run_id() -> str:
@@ -48,9 +49,11 @@ def record(dest: Destination, run_id: str, command: str, started_at: dt.datetime
     with warehouse.sql_client(dest) as client:
         client.execute_sql(f"create schema if not exists {models.SCHEMA}")
         client.execute_sql(CREATE)
-        # only when missing: an ALTER waits for every session reading load_runs, even with nothing to add
-        if "account" not in {name for name, _ in warehouse.columns(client, "analytics.load_runs")}:
-            client.execute_sql(ADD_ACCOUNT)
+        # only those missing: an ALTER waits for every session reading load_runs, even with nothing to add
+        present = {name for name, _ in warehouse.columns(client, "analytics.load_runs")}
+        for column in ADDED_COLUMNS:
+            if column not in present:
+                client.execute_sql(f"alter table analytics.load_runs add column {column} varchar")
         with client.begin_transaction():
             _insert_runs(client, run_id, command, started_at, finished_at, results)
 
@@ -61,10 +64,10 @@ def _insert_runs(client, run_id: str, command: str, started_at: dt.datetime, fin
         provider, account = split_label(r.provider)
         client.execute_sql(
             "insert into analytics.load_runs (run_id, command, provider, started_at, finished_at, status, first_day, "
-            "last_day, days, row_count, requests, error_message, account) "
-            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "last_day, days, row_count, requests, error_message, account, warning) "
+            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             run_id, command, provider, started_at.replace(tzinfo=None), finished_at, r.status,
-            r.first_day, r.last_day, len(r.days), r.rows, r.requests, r.error, account,
+            r.first_day, r.last_day, len(r.days), r.rows, r.requests, r.error, account, getattr(r, "warning", None),
         )
 
 
@@ -168,6 +171,8 @@ class RunReport:
         self.models_built: Optional[models.BuildReport] = None
         self.repaired: Dict[str, List[windows.Window]] = {}
         self.problems: List[str] = []
+        self.checked = False
+        """Whether the checks (completeness, the model tests) ran."""
         self.run_id = new_run_id()
         self.step = "load"
         """The step the run is in: load, coverage, repair, models, checks, record."""
@@ -273,14 +278,13 @@ class RunReport:
         # on a thread, like the loads (see `pipelines.stop`)
         built = stop.run_on_threads({"models": lambda: models.build_pending(self.destination)})["models"]
         self.models_built = built
-        self.model_errors = built.errors
-        for error in self.model_errors:
-            log.error(error)
+        self.model_errors = built.errors  # said once, in the summary
         self._enter("checks")
         with warehouse.sql_client(self.destination) as client:
             missing = completeness.refresh(client, accounts)
         if check:
             self.problems = completeness.problems(missing, oldest) + models.test_all(self.destination)
+            self.checked = True
         self._enter("record")
         record(self.destination, self.run_id, self.command, self.started_at, self._with_model_failures(built))
         self._recorded = True
@@ -366,10 +370,13 @@ class RunReport:
             out.append(f"{provider}: read missing days again: {', '.join(map(str, holes))}")
         for r in self.failed:
             out.append(f"FAILED {r.error}")
+        out.extend(f"WARNING {r.warning}" for r in self.results if r.warning)
         b = self.models_built
         if b is not None:
             span = f"{b.start}..{b.end}" if b.start is not None else "no day needed rebuilding"
             out.append(f"models: {len(b.models)} built; analytics.fct_daily_usage {span}: {b.rows} rows")
         out.extend(f"FAILED {error}" for error in self.model_errors)
         out.extend(f"CHECK FAILED {problem}" for problem in self.problems)
+        if self.checked and not self.problems:
+            out.append("checks passed: no day missing, every model test holds")
         return out

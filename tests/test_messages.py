@@ -3,12 +3,14 @@ is never cut inside a word, without dlt's wrapping around it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 
 from simulators.base import FOREVER, Fault
 from tests import test_faults
+from tests.providers import case
 from tests.test_faults import nightly, one_line, walk
 
 # the fault suite's fixtures: small simulators, fast retries
@@ -62,3 +64,96 @@ def test_a_long_vendor_message_is_cut_between_words(provider_case, simulator):
     assert "…" in message, message
     kept = message.split(": ", 2)[-1].split("…")[0].split()
     assert kept and all(word in words for word in kept), message
+
+
+def test_a_failed_load_shows_no_day(provider_case, simulator):
+    """A load that fails after some windows were read shows none of their days: nothing of it
+    was loaded."""
+    body, headers, _ = test_faults.MALFORMED["truncated JSON"]
+    simulator.inject(Fault(kind="raw", raw=body, headers=headers, after=test_faults.FAULT_AFTER[provider_case.name]))
+    result = nightly(provider_case)
+    assert result.status == "failed" and result.rows == 0
+    assert result.days == set(), sorted(result.days)
+
+
+TEXT_FIELD = {
+    # provider: a text field of the API that the raw table keeps, and the column it lands in
+    "neon": ("period_plan", "project_consumption", "period_plan"),
+    "adverity": ("workspace_name", "usage", "workspace_name"),
+    "rafay": ("instance_name", "compute_instance_usage", "instance_name"),
+    "bronto": ("name", "daily_usage", "resource_name"),
+}
+
+
+def test_a_nul_character_fails_a_postgres_load_once_naming_table_column_and_value(provider_case, simulator,
+                                                                                  postgres_url, monkeypatch):
+    from pipelines import config
+    from pipelines.load import load_provider, pipeline_for
+
+    monkeypatch.setenv("DESTINATION", "postgres")
+    field, table_name, column = TEXT_FIELD[provider_case.name]
+    simulator.inject(serve(field, "north\x00east"))
+    first, _ = test_faults.run_days()
+    result = load_provider(provider_case.name, start_date=first)
+    assert result.status == "failed"
+    message = one_line(result.error)
+    assert f"table {table_name}, column {column}" in message and "'north\\x00east'" in message, message
+    assert "NUL" in message, message
+    assert result.days == set()
+    assert not pipeline_for(provider_case.name, config.destination("postgres")).has_pending_data, \
+        "a package left pending is loaded again, and fails again, by every run"
+    simulator.clear_faults()
+    assert load_provider(provider_case.name, start_date=first).status == "ok"
+
+
+# -- the lines a run prints -----------------------------------------------------------------------
+from tests import test_cli  # noqa: E402
+
+sims = test_cli.sims
+
+
+def said(done, text: str) -> int:
+    return (done.stdout + done.stderr).count(text)
+
+
+def test_a_nightly_says_each_thing_once_and_nothing_misleading(sims, monkeypatch):
+    monkeypatch.setenv("SOURCES__ADVERITY__API_KEY", "not-the-key")
+    monkeypatch.delenv("SOURCES__RAFAY__API_KEY")
+    for night in (1, 2):
+        done = test_cli.run("nightly")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert said(done, "SOURCES__RAFAY__API_KEY is not set") == 1, done.stdout + done.stderr
+        assert said(done, "the API rejected the credentials") == 1, done.stdout + done.stderr
+        assert "interrupted run" not in done.stderr, f"night {night}: nothing was interrupted\n{done.stderr}"
+        assert "checks passed" not in done.stdout
+    done = test_cli.run("models")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "all..all" not in done.stdout and "empty view" not in done.stdout, done.stdout
+    without_data = [line.split(":")[0].strip() for line in done.stdout.splitlines() if "no raw data yet" in line]
+    assert without_data == ["adverity", "rafay"], done.stdout
+
+
+def test_a_healthy_nightly_says_its_checks_passed(sims):
+    done = test_cli.run("nightly")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checks passed" in done.stdout.splitlines()[-1], done.stdout
+    done = test_cli.run("models")
+    assert "no raw data yet" not in done.stdout, done.stdout
+
+
+def test_an_empty_backfill_is_a_warning_in_the_summary_and_in_load_runs(monkeypatch, api_key):
+    from tests.conftest import query, yesterday
+
+    sim = case("neon").make_simulator(api_key=api_key, seed=3, n_projects=0).start()
+    try:
+        for name, value in case("neon").env(sim).items():
+            monkeypatch.setenv(name, value)
+        first, last = yesterday() - dt.timedelta(days=3), yesterday()
+        done = test_cli.run("backfill", "--provider", "neon", "--start", first.isoformat(), "--end", last.isoformat())
+    finally:
+        sim.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("WARNING ")]
+    assert f"neon: no rows over {first}..{last}" in line, done.stdout
+    ((status, warning),) = query("duckdb", "select status, warning from analytics.load_runs")
+    assert status == "ok" and warning == line[len("WARNING "):]
