@@ -22,8 +22,20 @@ def _setup_logging() -> None:
         stream=sys.stderr,
     )
     logging.Formatter.converter = __import__("time").gmtime
-    # dlt's own chatter stays at warnings; our lines say what happened
-    logging.getLogger("dlt").setLevel(logging.WARNING)
+    # dlt's own chatter stays at warnings, each one line (its tracebacks only with PIPELINES_DEBUG);
+    # our lines say what happened
+    dlt_log = logging.getLogger("dlt")
+    dlt_log.setLevel(logging.WARNING)
+    if not os.environ.get("PIPELINES_DEBUG"):
+        dlt_log.addFilter(_first_line_only)
+
+
+def _first_line_only(record: logging.LogRecord) -> bool:
+    """A log record reduced to the first line of its message, without its traceback."""
+    message = record.getMessage()
+    record.msg, record.args = message.splitlines()[0] if message else message, None
+    record.exc_info = record.exc_text = None
+    return True
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ loaded twice.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
 import re
@@ -160,7 +161,7 @@ def load_provider(
         if raise_errors:
             raise
         result.status = "failed"
-        result.error = describe_failure(provider, exc)
+        result.error = describe_failure(provider, exc, pipeline.working_dir if pipeline is not None else dest.pipelines_dir)
         log.debug("%s: the failure in full", provider, exc_info=True)
         if pipeline is not None:
             _discard_abandoned_extracts(pipeline, failed=True)  # the next run finds no partial extract to explain
@@ -418,16 +419,48 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__ or getattr(current, "exception", None)
 
 
-def describe_failure(provider: str, exc: BaseException) -> str:
-    """One line for a failed load: the provider's own error when there is one. Secret values
-    (the provider's key, the warehouse password) are masked whatever the error quotes."""
+def describe_failure(provider: str, exc: BaseException, folder: Optional[str] = None) -> str:
+    """One line for a failed load: the provider's own error when there is one, a full disk
+    with its path (`folder`: where the load was writing). Secret values (the provider's key,
+    the warehouse password) are masked whatever the error quotes."""
     line = next((str(current) for current in causes(exc) if isinstance(current, ProviderError)), None)
     if line is None:
-        line = f"{provider}: {unwrapped(exc)}"
+        line = f"{provider}: {disk_full(exc, folder) or unwrapped(exc)}"
     name, _ = split_label(provider)
     if provider != name and line.startswith(f"{name}: "):
         line = f"{provider}: " + line[len(name) + 2:]  # which account failed
     return redact(line, _secrets(provider))
+
+
+_NO_SPACE = "No space left on device"
+_QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
+
+
+def disk_full(exc: BaseException, folder: Optional[str] = None) -> Optional[str]:
+    """The line for a failure whose cause is a full disk (ENOSPC from a file write, or DuckDB's
+    IO error quoting it), naming the path written, or `folder` when the error names none, and
+    the space left there; None for any other failure."""
+    for current in causes(exc):
+        full = isinstance(current, OSError) and current.errno == errno.ENOSPC
+        if not full and _NO_SPACE not in str(current):
+            continue
+        quoted = _QUOTED_PATH.search(str(current))
+        path = getattr(current, "filename", None) or (quoted.group(1) if quoted else None) or folder
+        if not path:
+            return f"disk full ({_NO_SPACE}); free space on the disk of the warehouse and of DLT_DATA_DIR"
+        return (f"disk full: no space left on the device of {path}{_space_left(path)}; free space there, or move "
+                "DLT_DATA_DIR (or the warehouse) to a larger disk")
+    return None
+
+
+def _space_left(path: str) -> str:
+    probe = str(path)
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        return f" ({shutil.disk_usage(probe or '/').free // 1024} KiB free)"
+    except OSError:
+        return ""
 
 
 def unwrapped(exc: BaseException) -> str:

@@ -13,9 +13,10 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 from pipelines import completeness, config, models, stop, warehouse
 from pipelines.config import Destination, label_of, split_label
-from pipelines.load import LoadResult, load_provider
+from pipelines.load import LoadResult, disk_full, load_provider
 from sources import windows
 from sources.http import REQUESTS_SENT
+from sources.lines import one_line
 
 CREATE = """
 create table if not exists analytics.load_runs (
@@ -182,6 +183,11 @@ class RunReport:
         """The accounts being loaded now, each with what of it (a backfill's window)."""
         self._requests_at: Dict[str, int] = {}
         self._recorded = False
+        self.late_failure: Optional[str] = None
+        """Why a step after the loads (coverage, models, checks, the record) ended the run."""
+        # the record's connection made now, while the disk has room for dlt's files: a run that
+        # fills the disk still writes its rows to load_runs
+        warehouse.sql_client(dest)
 
     # -- what the loads are doing ------------------------------------------------------------------
     def begin(self, label: str, what: str = "") -> None:
@@ -205,12 +211,13 @@ class RunReport:
             yield self
         except config.ConfigError:
             raise  # nothing ran
-        except Exception as exc:  # noqa: BLE001 - recorded, then raised on
+        except Exception as exc:  # noqa: BLE001 - recorded, then said in the summary
             if stop.requested() is None:
-                why = f"{self.step} step failed: " + " ".join(str(exc).split())[:300]
-                self._record_early("failed", why)
+                why = f"{self.step} step failed: " + (disk_full(exc, self.destination.pipelines_dir) or one_line(exc))
+                log.debug("the %s step failed", self.step, exc_info=True)
+                self.late_failure = why + self._record_early("failed", why)
                 self._alert(why)
-                raise
+                return
             self._stop(exc)  # a library took the signal for an error of its own (DuckDB: "Query interrupted")
         except KeyboardInterrupt as exc:
             self._stop(exc)
@@ -254,8 +261,11 @@ class RunReport:
             record(self.destination, self.run_id, self.command, self.started_at, rows)
         except Exception as exc:  # noqa: BLE001 - the run's own end is what the caller reports
             log.debug("could not record the run", exc_info=True)
-            return f"; could not record it in analytics.load_runs ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+            why = "disk full" if disk_full(exc) else f"{type(exc).__name__}: {one_line(exc, 120)}"
+            return f"; could not record it in analytics.load_runs ({why})"
         self._recorded = True
+        if status == "failed":
+            return ""
         return "; recorded in analytics.load_runs, and the next run completes or discards what was left pending"
 
     # -- the steps after the loads -------------------------------------------------------------------
@@ -355,7 +365,7 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        ok = self.results and not self.failed and not self.model_errors and not self.problems
+        ok = self.results and not self.failed and not self.model_errors and not self.problems and not self.late_failure
         return config.EXIT_OK if ok else config.EXIT_FAILED
 
     def lines(self) -> List[str]:
@@ -377,6 +387,8 @@ class RunReport:
             out.append(f"models: {len(b.models)} built; analytics.fct_daily_usage {span}: {b.rows} rows")
         out.extend(f"FAILED {error}" for error in self.model_errors)
         out.extend(f"CHECK FAILED {problem}" for problem in self.problems)
-        if self.checked and not self.problems:
+        if self.late_failure:
+            out.append(f"FAILED {self.late_failure}")
+        elif self.checked and not self.problems:
             out.append("checks passed: no day missing, every model test holds")
         return out

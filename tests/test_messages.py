@@ -4,6 +4,7 @@ is never cut inside a word, without dlt's wrapping around it."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 
 import pytest
@@ -157,3 +158,41 @@ def test_an_empty_backfill_is_a_warning_in_the_summary_and_in_load_runs(monkeypa
     assert f"neon: no rows over {first}..{last}" in line, done.stdout
     ((status, warning),) = query("duckdb", "select status, warning from analytics.load_runs")
     assert status == "ok" and warning == line[len("WARNING "):]
+
+
+# -- a full disk ----------------------------------------------------------------------------------
+def nightly_on_a_small_disk(folder, size: str, env: dict):
+    """`nightly` with `folder` a tmpfs of `size` (in a mount namespace of its own, as any user may)."""
+    import subprocess
+    import sys
+
+    command = f"mount -t tmpfs -o size={size} tmpfs {folder} && exec {sys.executable} -m pipelines nightly"
+    return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", command], cwd=test_cli.ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+
+def assert_disk_full_said(done, folder) -> None:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.startswith("provider   status"), f"no summary:\n{done.stdout}\n{done.stderr}"
+    failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED ")]
+    assert failed and all(f"disk full: no space left on the device of {folder}/" in line for line in failed), done.stdout
+    assert not [line for line in done.stderr.splitlines() if line.startswith("error:")], done.stderr
+
+
+def test_a_full_dlt_folder_says_disk_full_with_the_path_and_records_the_run(sims, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    done = nightly_on_a_small_disk(small, "64k", {"DLT_DATA_DIR": str(small)})
+    assert_disk_full_said(done, small)
+    rows = test_cli.query("duckdb", "select provider, status, error_message from analytics.load_runs")
+    assert {provider for provider, _, _ in rows} == set(sims)
+    assert all(status == "failed" and f"disk full: no space left on the device of {small}/" in error
+               for _, status, error in rows), rows
+
+
+def test_a_full_warehouse_disk_says_disk_full_with_the_path_and_prints_the_summary(sims, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    done = nightly_on_a_small_disk(small, "1m", {"DESTINATION__DUCKDB__CREDENTIALS": str(small / "warehouse.duckdb")})
+    assert_disk_full_said(done, small)
