@@ -4,8 +4,9 @@ their one-line error), failed models or checks, missing days, new budget crossin
 (`pricing.new_budget_crossings`) and new usage anomalies (`new_anomalies`).
 
 - A run with nothing to say posts nothing, unless `ALERTS__ON_SUCCESS=true`.
-- Schema drift is not named on its own: the run report does not expose it; a drift that fails
-  a load is named by that load's error.
+- Schema drift (fields an API added or dropped, columns added to a raw table: `pipelines.drift`)
+  is named per account with the tables, endpoints and fields; a drift that fails a load is named
+  by that load's error.
 - Sending never fails the run nor holds it long: a short timeout per attempt, a few attempts
   (connection errors, timeouts, HTTP 429 and 5xx), all within `DEADLINE_S`; a webhook that is
   down, slow or refusing is one warning line in the log, and the run's exit code is its own.
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 
 import dlt
 
+from sources.lines import one_line
 from sources.secrets import redact
 
 log = logging.getLogger("pipelines")
@@ -148,7 +150,7 @@ def _who(label: str) -> str:
 
 
 def _one_line(text: Optional[str]) -> str:
-    return " ".join(str(text or "").split())[:400]
+    return one_line(text or "", 400)
 
 
 def _listed(kind: str, lines: Sequence[str]) -> List[str]:
@@ -190,6 +192,8 @@ def run_message(report, failure: Optional[str] = None) -> Optional[str]:
     if failure:
         sections += _listed("failed", [_one_line(failure)])
     sections += _listed("models", [_one_line(error) for error in report.model_errors])
+    sections += _listed("schema drift", [f"{_who(r.provider)}: {_one_line(r.schema_changes)}"
+                                         for r in report.results if getattr(r, "schema_changes", None)])
     sections += _listed("check", [_one_line(problem) for problem in report.problems
                                   if not problem.startswith("completeness:")])
     for what, step in (("missing days", lambda: missing_days(dest, labels)),

@@ -86,6 +86,7 @@ def run_backfill(providers: Sequence[str], first: dt.date, last: dt.date, dest: 
                 total.days |= part.days
                 total.requests += part.requests
                 total.seconds += part.seconds
+                total.add_schema(part)
                 report.loaded(total, done=False)
                 progress.advance(provider, chunk, part)
                 if part.status != "ok":

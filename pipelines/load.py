@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 from urllib.parse import urlsplit
 
 import dlt
@@ -36,8 +36,9 @@ from pipelines.config import (
     source_function,
     split_label,
 )
+from pipelines import drift
 from pipelines.warehouse import held
-from sources import windows
+from sources import fields, windows
 from sources.http import ProviderError, REQUESTS_SENT, counted_as, redact
 from sources.lines import one_line
 
@@ -59,6 +60,12 @@ class LoadResult:
     error: Optional[str] = None
     warning: Optional[str] = None
     """What the load noticed without failing (a backfill that found no rows)."""
+    fields: Dict[str, Set[str]] = field(default_factory=dict)
+    """Per endpoint, the fields its answers carried (`sources.fields`), when the load went well."""
+    table_changes: List[str] = field(default_factory=list)
+    """Columns the load added to raw tables that existed before it (`pipelines.drift`)."""
+    schema_changes: Optional[str] = None
+    """What changed in the answers and the raw tables since the last run (set by the run)."""
 
     @property
     def first_day(self) -> Optional[dt.date]:
@@ -68,6 +75,12 @@ class LoadResult:
     def last_day(self) -> Optional[dt.date]:
         return max(self.days) if self.days else None
 
+    def add_schema(self, other: "LoadResult") -> None:
+        """Count what another load of the same provider saw of the answers' fields and the raw tables."""
+        for endpoint, found in other.fields.items():
+            self.fields.setdefault(endpoint, set()).update(found)
+        self.table_changes += [change for change in other.table_changes if change not in self.table_changes]
+
     def add(self, other: "LoadResult") -> None:
         """Count another load of the same provider (a chunk, a repair) into this result."""
         self.rows += other.rows
@@ -76,6 +89,7 @@ class LoadResult:
         self.load_ids += other.load_ids
         self.requests += other.requests
         self.seconds += other.seconds
+        self.add_schema(other)
         if other.status != "ok" and self.status == "ok":
             self.status, self.error = other.status, other.error
 
@@ -124,6 +138,7 @@ def load_provider(
     config = check_provider(provider)
     result = LoadResult(provider)
     requests_before = REQUESTS_SENT[provider]
+    fields.forget(provider)
     started = time.monotonic()
     lookback = config.lookback_days if lookback_days is None else lookback_days
     pipeline = None
@@ -143,6 +158,7 @@ def load_provider(
             if dest.name == "postgres":
                 table_name = resource.table_name if isinstance(resource.table_name, str) else resource.name
                 resource.add_map(_text_postgres_stores(provider, table_name))
+        known = _raw_columns(pipeline)
         # reading the API and normalizing touch only the local folder: the warehouse is free
         # meanwhile for others to read (`warehouse.held`)
         pipeline.extract(source, loader_file_format=dest.loader_file_format)
@@ -152,6 +168,9 @@ def load_provider(
             info.raise_on_failed_jobs()
             _drop_staging_dataset(pipeline)
         _note_loaded(pipeline, info.loads_ids, result)
+        result.table_changes = drift.table_changes(pipeline.dataset_name, known,
+                                                   [package.schema_update for package in info.load_packages])
+        result.fields = fields.seen(provider)
         counts = normalized.row_counts if normalized is not None else {}
         result.rows += sum(n for table, n in counts.items() if not table.startswith("_dlt"))
     except Exception as exc:  # noqa: BLE001 - one provider's failure must not stop the others
@@ -265,6 +284,15 @@ def _note_loaded(pipeline: dlt.Pipeline, load_ids: Sequence[str], result: LoadRe
         ]
         if per_resource:
             result.covered |= set.intersection(*per_resource)
+
+
+def _raw_columns(pipeline: dlt.Pipeline) -> Dict[str, Set[str]]:
+    """The columns of each raw table the warehouse's schema holds before a load; none before
+    the account's first load."""
+    if not pipeline.default_schema_name:
+        return {}
+    return {name: set(table.get("columns") or {}) for name, table in pipeline.default_schema.tables.items()
+            if not name.startswith("_dlt")}
 
 
 def _drop_staging_dataset(pipeline: dlt.Pipeline) -> None:

@@ -11,7 +11,7 @@ import logging
 import uuid
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from pipelines import completeness, config, models, stop, warehouse
+from pipelines import completeness, config, drift, models, stop, warehouse
 from pipelines.config import Destination, label_of, split_label
 from pipelines.load import LoadResult, disk_full, load_provider
 from sources import windows
@@ -33,10 +33,11 @@ create table if not exists analytics.load_runs (
     requests integer not null,
     error_message varchar,
     account varchar,
-    warning varchar
+    warning varchar,
+    schema_changes varchar
 )
 """
-ADDED_COLUMNS = ("account", "warning")
+ADDED_COLUMNS = ("account", "warning", "schema_changes")
 """Columns added since the table was first made: tables made before get them (null in their rows)."""
 
 
@@ -65,10 +66,11 @@ def _insert_runs(client, run_id: str, command: str, started_at: dt.datetime, fin
         provider, account = split_label(r.provider)
         client.execute_sql(
             "insert into analytics.load_runs (run_id, command, provider, started_at, finished_at, status, first_day, "
-            "last_day, days, row_count, requests, error_message, account, warning) "
-            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "last_day, days, row_count, requests, error_message, account, warning, schema_changes) "
+            "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             run_id, command, provider, started_at.replace(tzinfo=None), finished_at, r.status,
             r.first_day, r.last_day, len(r.days), r.rows, r.requests, r.error, account, getattr(r, "warning", None),
+            getattr(r, "schema_changes", None),
         )
 
 
@@ -296,6 +298,7 @@ class RunReport:
             self.problems = completeness.problems(missing, oldest) + models.test_all(self.destination)
             self.checked = True
         self._enter("record")
+        drift.compare_and_keep(self.destination, self.results)
         record(self.destination, self.run_id, self.command, self.started_at, self._with_model_failures(built))
         self._recorded = True
 
@@ -381,6 +384,7 @@ class RunReport:
         for r in self.failed:
             out.append(f"FAILED {r.error}")
         out.extend(f"WARNING {r.warning}" for r in self.results if r.warning)
+        out.extend(f"SCHEMA DRIFT {r.provider}: {r.schema_changes}" for r in self.results if r.schema_changes)
         b = self.models_built
         if b is not None:
             span = f"{b.start}..{b.end}" if b.start is not None else "no day needed rebuilding"

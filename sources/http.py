@@ -51,6 +51,7 @@ from urllib3 import connection as urllib3_connection
 from urllib3 import connectionpool, poolmanager
 
 # the secret registry lives in sources.secrets; re-exported, as callers import them from here
+from sources import fields
 from sources.lines import one_line
 from sources.secrets import redact, register_header, register_password, register_secret, without_password  # noqa: F401
 
@@ -450,6 +451,20 @@ class ProviderClient:
         with _COUNT_LOCK:
             REQUESTS_SENT[self.counted_as] += 1
 
+    def _fields_of(self, endpoint: str):
+        """A response hook noting the fields of each page of `endpoint` (`sources.fields`)."""
+
+        def note(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            if response.is_redirect or response.status_code >= 400:
+                return
+            try:
+                body = response.json()
+            except ValueError:
+                return  # the client fails on it right after, with its own error
+            fields.note(self.counted_as, endpoint, body)
+
+        return note
+
     def paginate(
         self,
         path: str,
@@ -475,7 +490,7 @@ class ProviderClient:
                 params=params,
                 paginator=paginator,
                 data_selector=data_selector,
-                hooks={"response": [self._count, _decode_once, _raise_for_status]},
+                hooks={"response": [self._count, _decode_once, _raise_for_status, self._fields_of(path)]},
             )
             yield from (_read_ahead(pages, read_ahead) if read_ahead > 0 else pages)
         except ProviderError as error:
@@ -490,7 +505,9 @@ class ProviderClient:
         try:
             response = self.rest.get(path, params=params, hooks={"response": [self._count, _decode_once]})
             _raise_for_status(response)
-            return response.json()
+            body = response.json()
+            fields.note(self.counted_as, path, body)
+            return body
         except ProviderError as error:
             raise error.located(path, window) from None
         except Exception as exc:  # noqa: BLE001

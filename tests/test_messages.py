@@ -196,3 +196,42 @@ def test_a_full_warehouse_disk_says_disk_full_with_the_path_and_prints_the_summa
     small.mkdir()
     done = nightly_on_a_small_disk(small, "1m", {"DESTINATION__DUCKDB__CREDENTIALS": str(small / "warehouse.duckdb")})
     assert_disk_full_said(done, small)
+
+
+# -- schema drift ---------------------------------------------------------------------------------
+from tests.test_alerts import Receiver  # noqa: E402
+
+
+def test_schema_drift_is_recorded_summarised_and_alerted_once(provider_case, simulator, monkeypatch):
+    """New fields everywhere and the fields the source can do without gone: the run loads as
+    ever, and its summary line, its load_runs row and its one alert name the endpoint and the
+    fields; the next run, seeing the same answers, reports nothing."""
+    name = provider_case.name
+    receiver = Receiver()
+    monkeypatch.setenv("ALERTS__WEBHOOK_URL", receiver.url)
+    monkeypatch.delenv("ALERTS__ON_SUCCESS", raising=False)
+    try:
+        first = test_cli.run("nightly", "--providers", name)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "SCHEMA DRIFT" not in first.stdout and receiver.bodies == [], first.stdout
+        drop_unneeded = test_faults.without(*test_faults.NOT_NEEDED[name])
+        simulator.inject(Fault(kind="mutate", mutate=lambda body: test_faults.with_new_fields(drop_unneeded(body)),
+                               times=FOREVER))
+        drifted = test_cli.run("nightly", "--providers", name)
+        assert drifted.returncode == 0, drifted.stdout + drifted.stderr
+        (line,) = [line for line in drifted.stdout.splitlines() if line.startswith("SCHEMA DRIFT ")]
+        assert line.startswith(f"SCHEMA DRIFT {name}: "), line
+        assert re.search(r"new fields [^;]*\bintroduced_in_v2\b", line) and "extra_stats" in line, line
+        gone = re.search(r"fields gone ([^;]*)", line)
+        assert gone and any(re.search(rf"(^|[.\] ]){re.escape(field)}(,|$| )", gone.group(1))
+                            for field in test_faults.NOT_NEEDED[name]), line
+        ((recorded,),) = test_cli.query("duckdb", "select schema_changes from analytics.load_runs "
+                                                  "where schema_changes is not null")
+        assert line == f"SCHEMA DRIFT {name}: {recorded}"
+        (text,) = receiver.texts()
+        assert "schema drift" in text and f"{name} (account default)" in text and "introduced_in_v2" in text, text
+        again = test_cli.run("nightly", "--providers", name)
+        assert again.returncode == 0 and "SCHEMA DRIFT" not in again.stdout, again.stdout + again.stderr
+        assert len(receiver.bodies) == 1, receiver.texts()
+    finally:
+        receiver.close()
