@@ -207,8 +207,9 @@ class RunReport:
     @contextlib.contextmanager
     def recorded(self) -> Iterator["RunReport"]:
         """Record the run however it ends: a run stopped (a signal, a lost lock) or failing in a
-        late step (the models, the checks) still writes one row per provider account, naming
-        the step, before the stop or the error goes on."""
+        late step (the models, the checks, a full disk) still writes one row per provider
+        account, naming the step. A stop goes on after it; a late step's failure becomes
+        `late_failure`, a line of the summary, so that the summary of the loads is still said."""
         try:
             yield self
         except config.ConfigError:
@@ -217,8 +218,11 @@ class RunReport:
             if stop.requested() is None:
                 why = f"{self.step} step failed: " + (disk_full(exc, self.destination.pipelines_dir) or one_line(exc))
                 log.debug("the %s step failed", self.step, exc_info=True)
-                self.late_failure = why + self._record_early("failed", why)
+                recorded = self._record_early("failed", why)
                 self._alert(why)
+                if self.step == "load":
+                    raise  # before any step of its own ended (the warehouse busy, say): the command says why
+                self.late_failure = why + recorded
                 return
             self._stop(exc)  # a library took the signal for an error of its own (DuckDB: "Query interrupted")
         except KeyboardInterrupt as exc:
