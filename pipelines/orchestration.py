@@ -34,7 +34,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 import dagster as dg
 from pydantic import PrivateAttr
 
-from pipelines import checks, completeness, config, models, stop, warehouse
+from pipelines import checks, completeness, config, drift, models, stop, warehouse
 from pipelines.backfill import run_backfill, servable_range
 from pipelines.load import LoadResult
 from pipelines.lock import LockBusy, warehouse_lock
@@ -117,6 +117,7 @@ class _LoadReport(RunReport):
             self._enter("repair")
             self._repair(*completeness.expectations([r.provider for r in self.results]))
         self._enter("record")
+        drift.compare_and_keep(self.destination, self.results)
         record(self.destination, self.run_id, self.command, self.started_at, self.results)
         self._recorded = True
 
@@ -172,6 +173,8 @@ def _account_asset(label: str, start: dt.date, partitions: dg.DailyPartitionsDef
             report.finish_load(repair=nightly)
         for line in report.lines():
             context.log.info(line)
+        if report.late_failure:  # a step after the load (coverage, repair, the record) failed: said, recorded
+            raise dg.Failure(description=report.late_failure)
         result = report.results[0]
         metadata = load_metadata(result, report)
         if result.status != "ok":
