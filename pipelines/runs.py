@@ -216,7 +216,7 @@ class RunReport:
             raise  # nothing ran
         except Exception as exc:  # noqa: BLE001 - recorded, then said in the summary
             if stop.requested() is None:
-                why = f"{self.step} step failed: " + (disk_full(exc, self.destination.pipelines_dir) or one_line(exc))
+                why = f"{self.step} step failed: " + (disk_full(exc, self.destination.pipelines_dir) or one_line(exc, 600))
                 log.debug("the %s step failed", self.step, exc_info=True)
                 recorded = self._record_early("failed", why)
                 self._alert(why)

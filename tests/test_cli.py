@@ -309,7 +309,7 @@ def test_status_during_a_nightly_reads_between_its_loads(sims):
     sims["adverity"].latency_s = 0.3  # keeps the run reading the API for a while
     nightly = a_running_nightly()
     time.sleep(0.5)  # past the lock, into the reading of the APIs
-    status = run("status")
+    status = run("status", "--wait", "120")  # the loads of the other providers may hold it a few seconds
     out, err = nightly.communicate(timeout=300)
     assert nightly.returncode == 0, out + err
     assert status.returncode == config.EXIT_OK, status.stdout + status.stderr
