@@ -38,53 +38,57 @@ owned as (
         and resources.resource_id like owners.resource_id_like escape '\'
 ),
 
+prices_asked as (
+    -- what a price depends on: a day of one metric of one account (never the resource), so the
+    -- card is matched once per such key, not once per fact row
+    select distinct usage_date, provider, account_id, metric, unit
+    from usage
+),
+
 priced as (
     select
-        usage.usage_date,
-        usage.provider,
-        usage.account_id,
-        usage.resource_type,
-        usage.resource_id,
-        usage.metric,
+        asked.usage_date,
+        asked.provider,
+        asked.account_id,
+        asked.metric,
+        asked.unit,
         card.pricing_unit,
         card.units_per_pricing_unit,
         card.unit_price,
         card.currency,
         row_number() over (
-            partition by usage.usage_date, usage.provider, usage.account_id, usage.resource_type,
-                usage.resource_id, usage.metric
+            partition by asked.usage_date, asked.provider, asked.account_id, asked.metric, asked.unit
             order by case when card.account_id is null then 1 else 0 end
         ) as rank_
-    from usage
+    from prices_asked as asked
     join analytics.rate_card as card
-        on card.provider = usage.provider
-        and card.metric = usage.metric
-        and card.unit = usage.unit
-        and (card.account_id is null or card.account_id = usage.account_id)
-        and usage.usage_date >= card.effective_from
-        and (card.effective_to is null or usage.usage_date <= card.effective_to)
+        on card.provider = asked.provider
+        and card.metric = asked.metric
+        and card.unit = asked.unit
+        and (card.account_id is null or card.account_id = asked.account_id)
+        and asked.usage_date >= card.effective_from
+        and (card.effective_to is null or asked.usage_date <= card.effective_to)
 ),
 
 listed as (
     -- the general row of the day (no account): the list price, where the card has one
     select
-        usage.usage_date,
-        usage.provider,
-        usage.account_id,
-        usage.resource_type,
-        usage.resource_id,
-        usage.metric,
+        asked.usage_date,
+        asked.provider,
+        asked.account_id,
+        asked.metric,
+        asked.unit,
         card.units_per_pricing_unit,
         card.unit_price,
         card.currency
-    from usage
+    from prices_asked as asked
     join analytics.rate_card as card
-        on card.provider = usage.provider
-        and card.metric = usage.metric
-        and card.unit = usage.unit
+        on card.provider = asked.provider
+        and card.metric = asked.metric
+        and card.unit = asked.unit
         and card.account_id is null
-        and usage.usage_date >= card.effective_from
-        and (card.effective_to is null or usage.usage_date <= card.effective_to)
+        and asked.usage_date >= card.effective_from
+        and (card.effective_to is null or asked.usage_date <= card.effective_to)
 ),
 
 costed as (
@@ -110,17 +114,15 @@ costed as (
         on priced.usage_date = usage.usage_date
         and priced.provider = usage.provider
         and priced.account_id = usage.account_id
-        and priced.resource_type = usage.resource_type
-        and priced.resource_id = usage.resource_id
         and priced.metric = usage.metric
+        and priced.unit = usage.unit
         and priced.rank_ = 1
     left join listed
         on listed.usage_date = usage.usage_date
         and listed.provider = usage.provider
         and listed.account_id = usage.account_id
-        and listed.resource_type = usage.resource_type
-        and listed.resource_id = usage.resource_id
         and listed.metric = usage.metric
+        and listed.unit = usage.unit
 ),
 
 rated as (
