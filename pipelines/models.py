@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from pipelines import stop
 from pipelines.config import Destination
 from pipelines.warehouse import (
     SCHEMA,
@@ -343,6 +344,7 @@ def build(dest: Destination, start: Optional[dt.date] = None, end: Optional[dt.d
     with _sql_client(dest) as client:
         tables = _prepare(client, models, report, seeded)
         for provider in providers if providers is not None else providers_of(models):
+            stop.check()  # a stopped run starts no further provider
             if provider in report.failed:
                 continue
             loads = _raw_loads(client, provider, tables) if start is None and end is None else []
@@ -364,6 +366,7 @@ def build_pending(dest: Destination, models: Optional[Sequence[Model]] = None) -
     with _sql_client(dest) as client:
         tables = _prepare(client, models, report, seeded)
         for provider in providers_of(models):
+            stop.check()  # a stopped run starts no further provider
             loads, days = pending_days(client, provider, tables)
             if provider in report.failed or not loads:
                 continue
@@ -413,6 +416,7 @@ def _finish(client, dest: Destination, models: Sequence[Model], report: BuildRep
     versions = _versions(client)
     tables = existing_tables(client)
     for model in models:
+        stop.check()  # a stopped run starts no further model
         if model.whole and (report.changed or report.remade or model.relation not in tables
                             or versions.get(model.name) != model.digest):
             _build_whole(client, model, report)
@@ -762,6 +766,9 @@ def _build_provider(client, models: Sequence[Model], provider: str, start: Optio
                 rows += int(count)
             if loads:
                 _mark_modelled(client, provider, loads)
+            # a run stopped meanwhile publishes nothing more: this rolls back, and the loads
+            # stay pending for the next run
+            stop.check()
             return rows
 
         report.rows += changing(client, [target or model.relation for model, _ in built] + [MODEL_LOADS], publish)

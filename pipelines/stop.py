@@ -182,28 +182,34 @@ def run_on_threads(jobs: Mapping[str, Callable[[], T]]) -> Dict[str, T]:
     `Stopped` is raised, whether or not they got there."""
     results: Dict[str, T] = {}
     errors: Dict[str, BaseException] = {}
+    # Each job says it is done through an event of its own. `Thread.join` cannot be used to
+    # wait here: on Python 3.11 a join that a signal handler's exception interrupts marks the
+    # thread as ended although it still runs, and the grace below would not wait at all.
+    done = {name: threading.Event() for name in jobs}
 
     def target(name: str, job: Callable[[], T]) -> None:
         try:
             results[name] = job()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             errors[name] = exc
+        finally:
+            done[name].set()
 
     threads = [threading.Thread(target=target, args=(name, job), name=THREAD_PREFIX + name, daemon=True)
                for name, job in jobs.items()]
+    started = []
     try:
-        for thread in threads:
+        for thread, name in zip(threads, jobs):
             thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(POLL_S)
+            started.append(name)
+        for name in jobs:
+            while not done[name].wait(POLL_S):
                 check()
     except KeyboardInterrupt as exc:  # a stop, or Ctrl-C where no handler is installed
         stop = taken(exc)  # from here on the main thread runs the run's own code only
         deadline = time.monotonic() + GRACE_S
-        for thread in threads:
-            if thread.ident is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
+        for name in started:
+            done[name].wait(max(0.0, deadline - time.monotonic()))
         raise stop from None
     for name in jobs:
         if name in errors:

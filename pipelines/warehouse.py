@@ -118,22 +118,32 @@ def changing(client, relations: Sequence[str], work: Callable[[], T]) -> T:
     (DESTINATION__POSTGRES__LOCK_TIMEOUT), and a wait that runs out rolls it back; it is tried
     again after a short pause, DESTINATION__POSTGRES__LOCK_ATTEMPTS times in all, and then
     WarehouseBusy names the sessions holding `relations`. Nothing of it is published unless
-    all of it commits."""
+    all of it commits: an error or a stop (`work` may end with `stop.check()`) rolls it back."""
     if engine(client) != "postgres":
-        with client.begin_transaction():
-            return work()
+        return _committed(client, work)
     timeout_s, attempts = postgres_lock_wait()
     for attempt in range(attempts):
         if attempt:
             time.sleep(LOCK_RETRY_WAIT_S)
         try:
-            with client.begin_transaction():
-                client.execute_sql(f"set local lock_timeout = {max(1, round(timeout_s * 1000))}")
-                return work()
+            return _committed(client, work, f"set local lock_timeout = {max(1, round(timeout_s * 1000))}")
         except Exception as exc:  # noqa: BLE001 - only a lock wait that ran out is tried again
             if not _lock_timed_out(exc):
                 raise
     raise WarehouseBusy(_held(client, relations, timeout_s, attempts))
+
+
+def _committed(client, work: Callable[[], T], *settings: str) -> T:
+    """`work` in one transaction, after the `settings` statements."""
+    try:
+        with client.begin_transaction():
+            for sql in settings:
+                client.execute_sql(sql)
+            return work()
+    except KeyboardInterrupt:  # dlt's transaction rolls back on errors only, not on a stop
+        with contextlib.suppress(Exception):
+            client.rollback_transaction()
+        raise
 
 
 def change(client, relation: str, sql: str) -> None:
