@@ -28,6 +28,14 @@ def _setup_logging() -> None:
     dlt_log.setLevel(logging.WARNING)
     if not os.environ.get("PIPELINES_DEBUG"):
         dlt_log.addFilter(_first_line_only)
+        sys.unraisablehook = _unraisable_logged
+
+
+def _unraisable_logged(unraisable) -> None:
+    """An error Python cannot raise (a file writer's `__del__` closing on a full disk, after the
+    run has failed and said why): one debug line, not a traceback on the run's output."""
+    logging.getLogger(__name__).debug("ignored while cleaning up %r: %s: %s", unraisable.object,
+                                      type(unraisable.exc_value).__name__, unraisable.exc_value)
 
 
 def _first_line_only(record: logging.LogRecord) -> bool:

@@ -191,6 +191,37 @@ def test_a_full_dlt_folder_says_disk_full_with_the_path_and_records_the_run(sims
                for _, status, error in rows), rows
 
 
+WRITER_DYING_ON_A_FULL_DISK = r"""
+import os, sys
+sys.path.insert(0, os.getcwd())
+from pipelines import __main__ as cli
+
+
+class Writer:
+    # a file writer left for the garbage collector, whose close fails as pyarrow's does
+    def __del__(self):
+        raise OSError(28, "No space left on device")
+
+
+def status(args, run=cli.cmd_status):
+    Writer()
+    return run(args)
+
+
+cli.cmd_status = status
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_an_error_while_cleaning_up_prints_no_traceback():
+    """A writer closed by the garbage collector after a full disk (pyarrow's ParquetWriter
+    does so) failing again: the run has already said why, and its output stays one line."""
+    from tests.test_no_silent_loss import cli
+
+    done = cli("status", harness=WRITER_DYING_ON_A_FULL_DISK)
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+
+
 def test_a_full_warehouse_disk_says_disk_full_with_the_path_and_prints_the_summary(sims, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
