@@ -30,10 +30,9 @@ from tests.test_faults_cli import CRASH_HARNESS, night
 from tests.test_no_silent_loss import SIGTERM_IN_MODELS, TODAY, cli, sims  # noqa: F401 - sims is a fixture
 
 NIGHTS = 30
-FIRST_NIGHT = TODAY - dt.timedelta(days=NIGHTS - 1)
-START = FIRST_NIGHT - dt.timedelta(days=4)
-"""START_DATE of every provider: the first night loads three days."""
-BACKFILL = (START - dt.timedelta(days=5), START - dt.timedelta(days=1))
+"""On DuckDB; Postgres runs the first `POSTGRES_NIGHTS` of a month planned the same way (its
+kills and outages are the same kinds, and tests/test_faults_cli.py kills it at every moment)."""
+POSTGRES_NIGHTS = 18
 SEED = int(os.environ.get("SOAK_SEED", "20261201"))
 KILLS = ("extract", "normalize", "normalize-commit", "load", "load-jobs", "models")
 FAST = {"neon": {"rate_per_minute": 6000, "burst": 6000}, "bronto": {"rate_limit": 100000}}
@@ -77,6 +76,7 @@ BAD_DATA = {
 @dataclass
 class Night:
     number: int
+    first_night: dt.date
     outages: Set[str] = field(default_factory=set)
     kill: Optional[Tuple[str, str]] = None  # (moment, provider)
     bad: Optional[str] = None
@@ -84,7 +84,7 @@ class Night:
 
     @property
     def day(self) -> dt.date:
-        return FIRST_NIGHT + dt.timedelta(days=self.number)
+        return self.first_night + dt.timedelta(days=self.number)
 
     def events(self) -> List[str]:
         out = [f"{provider} down" for provider in sorted(self.outages)]
@@ -93,34 +93,61 @@ class Night:
         if self.bad:
             out.append(f"{self.bad}: {BAD_DATA[self.bad][0]}")
         if self.backfill:
-            out.append(f"backfill {BACKFILL[0]}..{BACKFILL[1]}")
+            out.append("backfill of the days before the start")
         return out
 
 
-def plan(rng: random.Random) -> List[Night]:
-    """The month: night 0 and the last two are plain; in between, outages of every shape,
-    one kill at every moment, one night of bad data per provider, and a backfill."""
-    nights = [Night(n) for n in range(NIGHTS)]
-    middle = list(range(1, NIGHTS - 2))
+@dataclass
+class Month:
+    """`nights` nights ending today; START_DATE of every provider is four days before the
+    first (the first night loads three days), and the backfill takes the five days before it."""
+    nights: int
+
+    @property
+    def first_night(self) -> dt.date:
+        return TODAY - dt.timedelta(days=self.nights - 1)
+
+    @property
+    def start(self) -> dt.date:
+        return self.first_night - dt.timedelta(days=4)
+
+    @property
+    def backfill(self) -> Tuple[dt.date, dt.date]:
+        return self.start - dt.timedelta(days=5), self.start - dt.timedelta(days=1)
+
+
+def plan(rng: random.Random, month: Month) -> List[Night]:
+    """The month: night 0 and the last two are plain; in between, outages of every shape (one
+    provider down for longer than the week a nightly looks back), one kill at every moment,
+    one night of bad data per provider, and a backfill. A kill goes to a night with nothing
+    down; when a short month has too few, to a night where the provider it kills is up."""
+    count = month.nights
+    nights = [Night(n, month.first_night) for n in range(count)]
+    middle = list(range(1, count - 2))
     episodes = [
         (list(config.provider_names()), 1),                       # everything down for one night
-        ([rng.choice(config.provider_names())], 10),              # one provider down for ten
+        ([rng.choice(config.provider_names())], 10 if count >= 30 else 8),  # one provider down for over a week
         (list(config.provider_names()), rng.randint(2, 4)),       # everything down for a few
         ([rng.choice(config.provider_names())], rng.randint(1, 3)),
     ]
     for providers, length in episodes:
-        first = rng.randint(1, NIGHTS - 2 - length)
+        first = rng.randint(1, count - 2 - length)
         for n in range(first, first + length):
             nights[n].outages.update(providers)
     quiet = [n for n in middle if not nights[n].outages]
     rng.shuffle(quiet)
     for moment in KILLS:
-        n = quiet.pop()
-        nights[n].kill = (moment, rng.choice(config.provider_names()))
+        if quiet:
+            n = quiet.pop()
+            nights[n].kill = (moment, rng.choice(config.provider_names()))
+            continue
+        n = rng.choice([n for n in middle if nights[n].kill is None
+                        and len(nights[n].outages) < len(config.provider_names())])
+        nights[n].kill = (moment, rng.choice([p for p in config.provider_names() if p not in nights[n].outages]))
     for provider in config.provider_names():
         n = rng.choice([n for n in middle if provider not in nights[n].outages and nights[n].bad is None])
         nights[n].bad = provider
-    nights[quiet.pop()].backfill = True
+    nights[quiet.pop() if quiet else rng.choice(middle)].backfill = True
     return nights
 
 
@@ -172,27 +199,28 @@ def run_night(entry: Night, started: Dict[str, Simulator], destination: str) -> 
 def test_a_month_of_nights_ends_equal_to_the_truth(monkeypatch, sims, record_property):
     """On DuckDB; tests/test_soak_postgres.py runs the same month on Postgres (a file each, so
     the suite's workers run them side by side)."""
-    soak("duckdb", monkeypatch, sims, record_property)
+    soak("duckdb", monkeypatch, sims, record_property, Month(NIGHTS))
 
 
-def soak(destination: str, monkeypatch, sims, record_property) -> None:
+def soak(destination: str, monkeypatch, sims, record_property, month: Month) -> None:
     monkeypatch.setenv("DESTINATION", destination)
     monkeypatch.setenv("SOURCES__NEON__RATE_PER_MINUTE", "6000")
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    nights = plan(random.Random(SEED))
-    night(monkeypatch, FIRST_NIGHT)
-    started = sims(config.provider_names(), START, **FAST)
+    nights = plan(random.Random(SEED), month)
+    night(monkeypatch, month.first_night)
+    started = sims(config.provider_names(), month.start, **FAST)
     lines, violations = [], []
     for entry in nights:
         night(monkeypatch, entry.day)
         code = run_night(entry, started, destination)
         if entry.backfill:
             monkeypatch.setenv("LOG_LEVEL", "DEBUG")
-            done = cli("backfill", "--provider", "all", "--start", BACKFILL[0].isoformat(), "--end", BACKFILL[1].isoformat())
+            first, last = month.backfill
+            done = cli("backfill", "--provider", "all", "--start", first.isoformat(), "--end", last.isoformat())
             assert done.returncode == config.EXIT_OK, done.stdout + done.stderr
             monkeypatch.setenv("LOG_LEVEL", "WARNING")
         yesterday = entry.day - dt.timedelta(days=1)
-        wrong = wrong_days(started, START, yesterday, destination)
+        wrong = wrong_days(started, month.start, yesterday, destination)
         if wrong and code == config.EXIT_OK:
             violations.append(f"night {entry.number} ({entry.day}) exited 0 but: {'; '.join(wrong)}")
         if not wrong and not entry.events() and code != config.EXIT_OK:
@@ -200,13 +228,13 @@ def soak(destination: str, monkeypatch, sims, record_property) -> None:
         lines.append(f"night {entry.number:>2} {entry.day} exit {code:>4} {'complete' if not wrong else 'INCOMPLETE'}"
                      f"  {', '.join(entry.events()) or '-'}")
     last = TODAY - dt.timedelta(days=1)
-    final = wrong_days(started, BACKFILL[0], last, destination)
-    summary = (f"soak {destination} seed {SEED}: {NIGHTS} nights, "
+    final = wrong_days(started, month.backfill[0], last, destination)
+    summary = (f"soak {destination} seed {SEED}: {month.nights} nights, "
                f"{sum(len(n.outages) for n in nights)} provider-nights down, "
                f"{sum(1 for n in nights if n.kill)} kills, {sum(1 for n in nights if n.bad)} bad-data nights, "
                f"{sum(1 for n in nights if n.backfill)} backfill; "
                f"{sum(1 for line in lines if 'INCOMPLETE' in line)} nights ended incomplete, every one non-zero: "
-               f"{'yes' if not violations else 'NO'}; final warehouse equals the truth {BACKFILL[0]}..{last}: "
+               f"{'yes' if not violations else 'NO'}; final warehouse equals the truth {month.backfill[0]}..{last}: "
                f"{'yes' if not final else 'NO'}")
     record_property("soak", [summary, *lines])
     assert not violations, "\n".join(violations + lines)
