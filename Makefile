@@ -36,7 +36,7 @@ demo: $(STAMP)
 	$(PY) -m pipelines demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(PY) -m pipelines bench $(BENCH_ARGS)

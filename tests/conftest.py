@@ -175,6 +175,21 @@ def fault_report(record_property):
     return record
 
 
+LONGEST_FIRST = (
+    "test_soak.py", "test_soak_postgres.py", "test_cli.py", "test_signals.py", "test_pricing.py",
+    "test_no_silent_loss.py", "test_faults_cli.py", "test_messages.py", "test_secrets.py",
+    "test_analyst_locks.py", "test_focus.py", "test_readers.py", "test_alerts.py", "test_anomalies.py",
+)
+"""Files by their share of the suite's time, longest first (`pytest --durations`). `make test`
+hands whole files to its workers in collection order (`--dist loadfile --no-loadscope-reorder`):
+with the long ones first, the workers end together instead of one running a soak alone."""
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """One line per fault kind: faults served and runs that ended equal to the ground truth (or
     with the exit expected of them); then each soak run's nights."""
