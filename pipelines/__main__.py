@@ -110,7 +110,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         try:
             written = write_report(dest, args.report or DEFAULT_OUT)
         except Exception as exc:  # noqa: BLE001 - the night's data is loaded; only the page failed
-            print(f"error: the report was not written: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+            from sources.secrets import redact
+
+            print(f"error: the report was not written: {redact(' '.join(str(exc).split()))[:300]}", file=sys.stderr)
             return config.EXIT_FAILED
         print(f"report: {written}")
     return report.exit_code
@@ -312,7 +314,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return config.EXIT_LOCKED
             if os.environ.get("PIPELINES_DEBUG"):
                 raise
-            print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+            from sources.secrets import redact
+
+            # an error no step turned into its own line: masked like every other, as it may
+            # quote a URL, a header or a key back
+            print(f"error: {type(exc).__name__}: {redact(' '.join(str(exc).split()))[:300]}", file=sys.stderr)
             return config.EXIT_FAILED
 
 

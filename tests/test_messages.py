@@ -222,6 +222,38 @@ def test_an_error_while_cleaning_up_prints_no_traceback():
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
 
 
+UNEXPECTED_ERROR_QUOTING_SECRETS = r"""
+import os, sys
+sys.path.insert(0, os.getcwd())
+from pipelines import __main__ as cli
+from sources.secrets import register_secret
+
+KEY = "sk-live-7f3a9c2e51d04b8e"
+register_secret(KEY)  # as a provider's client does with its key
+
+
+def status(args):
+    raise RuntimeError(f"upstream said: token {KEY} refused at postgresql://loader:hunter2pass@db.internal/usage")
+
+
+cli.cmd_status = status
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_an_unexpected_error_is_printed_with_its_secrets_masked():
+    """An error no step turned into a line of its own is printed as one line, and like every
+    other line it masks the keys and passwords it quotes."""
+    from tests.test_no_silent_loss import cli
+
+    from pipelines import config
+
+    done = cli("status", harness=UNEXPECTED_ERROR_QUOTING_SECRETS)
+    assert done.returncode == config.EXIT_FAILED, done.stdout + done.stderr
+    assert "sk-live-7f3a9c2e51d04b8e" not in done.stderr and "hunter2pass" not in done.stderr, done.stderr
+    assert "error: RuntimeError: upstream said: token *** refused at postgresql://loader:***@db.internal/usage" in done.stderr
+
+
 def test_a_full_warehouse_disk_says_disk_full_with_the_path_and_prints_the_summary(sims, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
