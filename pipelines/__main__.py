@@ -38,6 +38,16 @@ def _unraisable_logged(unraisable) -> None:
                                       type(unraisable.exc_value).__name__, unraisable.exc_value)
 
 
+def _masked_line(exc: BaseException) -> str:
+    """An error no step turned into a line of its own, as one line cut at a word, masked like
+    every other (it may quote a URL, a header or a key back): masked first, so that a cut
+    never leaves part of a secret."""
+    from sources.lines import one_line
+    from sources.secrets import redact
+
+    return one_line(redact(str(exc)))
+
+
 def _first_line_only(record: logging.LogRecord) -> bool:
     """A log record reduced to the first line of its message, without its traceback."""
     message = record.getMessage()
@@ -110,9 +120,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         try:
             written = write_report(dest, args.report or DEFAULT_OUT)
         except Exception as exc:  # noqa: BLE001 - the night's data is loaded; only the page failed
-            from sources.secrets import redact
-
-            print(f"error: the report was not written: {redact(' '.join(str(exc).split()))[:300]}", file=sys.stderr)
+            print(f"error: the report was not written: {_masked_line(exc)}", file=sys.stderr)
             return config.EXIT_FAILED
         print(f"report: {written}")
     return report.exit_code
@@ -314,11 +322,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return config.EXIT_LOCKED
             if os.environ.get("PIPELINES_DEBUG"):
                 raise
-            from sources.secrets import redact
-
-            # an error no step turned into its own line: masked like every other, as it may
-            # quote a URL, a header or a key back
-            print(f"error: {type(exc).__name__}: {redact(' '.join(str(exc).split()))[:300]}", file=sys.stderr)
+            print(f"error: {type(exc).__name__}: {_masked_line(exc)}", file=sys.stderr)
             return config.EXIT_FAILED
 
 
