@@ -30,8 +30,8 @@ from tests.test_faults_cli import CRASH_HARNESS, night
 from tests.test_no_silent_loss import SIGTERM_IN_MODELS, TODAY, cli, sims  # noqa: F401 - sims is a fixture
 
 NIGHTS = 30
-"""On DuckDB; Postgres runs the first `POSTGRES_NIGHTS` of a month planned the same way (its
-kills and outages are the same kinds, and tests/test_faults_cli.py kills it at every moment)."""
+"""On DuckDB. Postgres runs a shorter month of `POSTGRES_NIGHTS`, planned by the same rules
+(`plan`): the same kinds of outages, kills and bad data."""
 POSTGRES_NIGHTS = 18
 SEED = int(os.environ.get("SOAK_SEED", "20261201"))
 KILLS = ("extract", "normalize", "normalize-commit", "load", "load-jobs", "models")
@@ -197,7 +197,7 @@ def run_night(entry: Night, started: Dict[str, Simulator], destination: str) -> 
 
 
 def test_a_month_of_nights_ends_equal_to_the_truth(monkeypatch, sims, record_property):
-    """On DuckDB; tests/test_soak_postgres.py runs the same month on Postgres (a file each, so
+    """On DuckDB; tests/test_soak_postgres.py runs a shorter month on Postgres (a file each, so
     the suite's workers run them side by side)."""
     soak("duckdb", monkeypatch, sims, record_property, Month(NIGHTS))
 
