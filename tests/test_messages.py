@@ -9,8 +9,9 @@ import re
 
 import pytest
 
+from pipelines import config
 from simulators.base import FOREVER, Fault
-from tests import test_faults
+from tests import test_faults, test_no_silent_loss
 from tests.providers import case
 from tests.test_faults import nightly, one_line, walk
 
@@ -191,41 +192,41 @@ def test_a_full_dlt_folder_says_disk_full_with_the_path_and_records_the_run(sims
                for _, status, error in rows), rows
 
 
-WRITER_DYING_ON_A_FULL_DISK = r"""
-import os, sys
-sys.path.insert(0, os.getcwd())
-from pipelines import __main__ as cli
+def status_replaced(body: str) -> str:
+    """A harness running the command line with `cmd_status` defined by `body` (which may call
+    the real one as `run`)."""
+    return (
+        "import os, sys\n"
+        "sys.path.insert(0, os.getcwd())\n"
+        "from pipelines import __main__ as cli\n"
+        "run = cli.cmd_status\n"
+        f"{body}\n"
+        "cli.cmd_status = status\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
 
 
+WRITER_DYING_ON_A_FULL_DISK = status_replaced("""
 class Writer:
     # a file writer left for the garbage collector, whose close fails as pyarrow's does
     def __del__(self):
         raise OSError(28, "No space left on device")
 
 
-def status(args, run=cli.cmd_status):
+def status(args):
     Writer()
     return run(args)
-
-
-cli.cmd_status = status
-sys.exit(cli.main(sys.argv[1:]))
-"""
+""")
 
 
 def test_an_error_while_cleaning_up_prints_no_traceback():
     """A writer closed by the garbage collector after a full disk (pyarrow's ParquetWriter
     does so) failing again: the run has already said why, and its output stays one line."""
-    from tests.test_no_silent_loss import cli
-
-    done = cli("status", harness=WRITER_DYING_ON_A_FULL_DISK)
+    done = test_no_silent_loss.cli("status", harness=WRITER_DYING_ON_A_FULL_DISK)
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
 
 
-UNEXPECTED_ERROR_QUOTING_SECRETS = r"""
-import os, sys
-sys.path.insert(0, os.getcwd())
-from pipelines import __main__ as cli
+UNEXPECTED_ERROR_QUOTING_SECRETS = status_replaced("""
 from sources.secrets import register_secret
 
 KEY = "sk-live-7f3a9c2e51d04b8e"
@@ -234,21 +235,13 @@ register_secret(KEY)  # as a provider's client does with its key
 
 def status(args):
     raise RuntimeError(f"upstream said: token {KEY} refused at postgresql://loader:hunter2pass@db.internal/usage")
-
-
-cli.cmd_status = status
-sys.exit(cli.main(sys.argv[1:]))
-"""
+""")
 
 
 def test_an_unexpected_error_is_printed_with_its_secrets_masked():
     """An error no step turned into a line of its own is printed as one line, and like every
     other line it masks the keys and passwords it quotes."""
-    from tests.test_no_silent_loss import cli
-
-    from pipelines import config
-
-    done = cli("status", harness=UNEXPECTED_ERROR_QUOTING_SECRETS)
+    done = test_no_silent_loss.cli("status", harness=UNEXPECTED_ERROR_QUOTING_SECRETS)
     assert done.returncode == config.EXIT_FAILED, done.stdout + done.stderr
     assert "sk-live-7f3a9c2e51d04b8e" not in done.stderr and "hunter2pass" not in done.stderr, done.stderr
     assert "error: RuntimeError: upstream said: token *** refused at postgresql://loader:***@db.internal/usage" in done.stderr
